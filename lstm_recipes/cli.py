@@ -1,0 +1,305 @@
+"""The ``lstm-recipes`` command. TensorFlow is imported inside commands, so --help is instant."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from lstm_recipes.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def handle_errors(fn):
+    """Turn UserError into a one-line message and exit status 2; Ctrl-C into status 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.echo(
+                "\nInterrupted. Rerun the same command with the same --run-dir to resume.", err=True
+            )
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lstm-recipes")
+def main():
+    """LSTM recipes for Keras 3: train, evaluate and export sequence models on your data.
+
+    A RECIPE is a built-in name (see `lstm-recipes list`) or a path to a recipe .py module.
+    """
+
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def _static_info(path: Path) -> tuple[str, str]:
+    """(topology, first docstring line) of a recipe file, read without importing it."""
+    tree = ast.parse(path.read_text())
+    doc = (ast.get_docstring(tree) or "").strip().splitlines()
+    topology = ""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "TOPOLOGY" for t in node.targets
+        ):
+            topology = ast.literal_eval(node.value)
+    return topology, doc[0] if doc else ""
+
+
+@main.command("list")
+def list_cmd():
+    """List the built-in recipes."""
+    from lstm_recipes.recipe import list_recipes, recipes_dir
+
+    for name in list_recipes():
+        topology, summary = _static_info(recipes_dir() / f"{name}.py")
+        click.echo(f"{name:<18} {topology:<14} {summary}")
+
+
+@main.command()
+@click.argument("recipe")
+@handle_errors
+def show(recipe):
+    """Show a recipe: topology, presets, config fields, --data forms, export signatures."""
+    _quiet_tensorflow()
+    from lstm_recipes import recipe as recipe_lib
+
+    module = recipe_lib.load_recipe(recipe)
+    click.echo(f"{recipe_lib.recipe_name(module)} ({module.TOPOLOGY})\n")
+    click.echo((module.__doc__ or "").strip() + "\n")
+    click.echo(f"Presets: {', '.join(module.PRESETS)}\n")
+    click.echo("Config fields (default preset; change with --set KEY=VALUE):")
+    for name, type_name, value, comment in recipe_lib.describe_fields(module.PRESETS["default"]):
+        click.echo(f"  {name:<20} {type_name:<10} {value!r:<14} {comment}")
+    differing = {}
+    for preset, config in module.PRESETS.items():
+        for name, _, value, _ in recipe_lib.describe_fields(config):
+            if value != getattr(module.PRESETS["default"], name):
+                differing.setdefault(preset, []).append(f"{name}={value}")
+    for preset, changes in differing.items():
+        click.echo(f"  preset {preset}: {', '.join(changes)}")
+    click.echo("\n--data forms:")
+    for form, description in module.DATA_FORMS.items():
+        click.echo(f"  {form:<28} {description}")
+    click.echo("\nExported signatures:")
+    for name, description in module.SIGNATURES.items():
+        click.echo(f"  {name}: {description}")
+
+
+@main.command()
+@click.argument("recipe")
+@click.argument("path", type=click.Path(dir_okay=False))
+@handle_errors
+def new(recipe, path):
+    """Copy RECIPE's module to PATH.py for you to edit; then run it as `lstm-recipes run PATH.py`."""
+    from lstm_recipes.recipe import list_recipes, recipes_dir
+
+    target = Path(path)
+    if target.suffix != ".py":
+        raise UserError(f"expected a path ending in .py, got {path}")
+    if target.exists():
+        raise UserError(f"{target} already exists; choose another path (nothing was written)")
+    if recipe.endswith(".py"):
+        source = Path(recipe)
+        if not source.is_file():
+            raise UserError(f"expected a recipe module file, found no file at {source}")
+    elif recipe in list_recipes():
+        source = recipes_dir() / f"{recipe}.py"
+    else:
+        raise UserError(f"unknown recipe {recipe!r}; expected one of {', '.join(list_recipes())}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    click.echo(f"wrote {target}; edit it, then: lstm-recipes run {target}")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _run_options(fn):
+    options = [
+        click.argument("recipe"),
+        click.option(
+            "--data",
+            default="builtin",
+            show_default=True,
+            help="Training data spec (see `show RECIPE`).",
+        ),
+        click.option(
+            "--test-data",
+            default=None,
+            help="Separate test data; default: a fixed-seed split of --data.",
+        ),
+        click.option("--preset", default="default", show_default=True, help="Named config preset."),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override a config field (repeatable).",
+        ),
+        click.option(
+            "--run-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Run directory (default runs/RECIPE/TIMESTAMP); rerun with the same one to resume.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _train(recipe, data, test_data, preset, overrides, run_dir):
+    _quiet_tensorflow()
+    from lstm_recipes import recipe as recipe_lib
+    from lstm_recipes import training
+
+    module = recipe_lib.load_recipe(recipe)
+    config = recipe_lib.resolve_config(module, preset, overrides)
+    started = {"data": data, "test_data": test_data, "preset": preset, "overrides": list(overrides)}
+    run_dir, info = training.open_run(module, config, run_dir, started)
+    click.echo(f"run directory: {run_dir}")
+    splits = module.load_data(config, data, test_data)
+    sizes = splits.sizes()
+    click.echo(f"data: {splits.source}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+    prep = training.preprocessing(module, config, splits, run_dir)
+    if info.get("state") in ("trained", "evaluated", "exported"):
+        click.echo("training already finished in this run directory; reusing its best weights")
+        model = training.load_model(module, config, prep, run_dir)
+    else:
+        model = training.fit(module, config, prep, splits, run_dir)
+        training.set_state(run_dir, info, "trained", sizes=sizes)
+    return module, config, prep, model, splits, run_dir, info
+
+
+def _evaluate(module, config, prep, model, splits, run_dir, info):
+    from lstm_recipes import training
+
+    metrics = training.evaluate(module, config, prep, model, splits, run_dir)
+    training.set_state(run_dir, info, "evaluated")
+    headline = {k: v for k, v in metrics.items() if isinstance(v, float) and k != "eval_seconds"}
+    click.echo("test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+    return metrics
+
+
+def _export(module, config, prep, model, run_dir, info, metrics):
+    from lstm_recipes import training
+
+    click.echo("exporting and verifying the SavedModel in a fresh process...")
+    path, signatures = training.export(module, config, prep, model, run_dir)
+    training.set_state(run_dir, info, "exported", export=str(path))
+    card = training.model_card(
+        module, config, run_dir, info, info.get("sizes", {}), metrics, signatures
+    )
+    return path, card
+
+
+@main.command()
+@_run_options
+@handle_errors
+def run(recipe, data, test_data, preset, overrides, run_dir):
+    """Train RECIPE, evaluate it on the test split and export a SavedModel."""
+    module, config, prep, model, splits, run_dir, info = _train(
+        recipe, data, test_data, preset, overrides, run_dir
+    )
+    metrics = _evaluate(module, config, prep, model, splits, run_dir, info)
+    path, card = _export(module, config, prep, model, run_dir, info, metrics)
+    click.echo(
+        f"\nDone. Everything is in {run_dir}:\n"
+        f"  metrics      {run_dir / 'metrics.json'}\n"
+        f"  model card   {card}\n"
+        f"  plots        {run_dir / 'plots'}\n"
+        f"  TensorBoard  tensorboard --logdir {run_dir / 'logs'}\n"
+        f"  SavedModel   {path}\n"
+        f'Try it: lstm-recipes predict {path} "some input"'
+    )
+
+
+@main.command()
+@_run_options
+@handle_errors
+def train(recipe, data, test_data, preset, overrides, run_dir):
+    """Train RECIPE only (then `evaluate RUN_DIR` and `export RUN_DIR`)."""
+    *_, run_dir, _ = _train(recipe, data, test_data, preset, overrides, run_dir)
+    click.echo(f"trained; next: lstm-recipes evaluate {run_dir}")
+
+
+def _reopen(run_dir: Path):
+    _quiet_tensorflow()
+    from lstm_recipes import training
+
+    module, config, info = training.load_run(run_dir)
+    splits = module.load_data(config, info["data"], info.get("test_data"))
+    prep = training._read_json(run_dir / "preprocessing.json")
+    model = training.load_model(module, config, prep, run_dir)
+    info.setdefault("sizes", splits.sizes())
+    return module, config, prep, model, splits, info
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@handle_errors
+def evaluate(run_dir):
+    """Evaluate a trained run on its test split; writes metrics.json and plots."""
+    module, config, prep, model, splits, info = _reopen(run_dir)
+    _evaluate(module, config, prep, model, splits, run_dir, info)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@handle_errors
+def export(run_dir):
+    """Export a trained run as a new SavedModel version under RUN_DIR/export/."""
+    module, config, prep, model, splits, info = _reopen(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    path, _ = _export(module, config, prep, model, run_dir, info, metrics)
+    click.echo(f"exported {path}")
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1)
+@click.option(
+    "--file",
+    "input_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read inputs, one per line ('-': stdin).",
+)
+@click.option("--signature", default="serving_default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input.")
+@handle_errors
+def predict(model_dir, inputs, input_file, signature, as_json):
+    """Run an exported model on raw INPUTS (or --file); MODEL_DIR may be a run directory."""
+    inputs = list(inputs)
+    if input_file is not None:
+        inputs += [line.rstrip("\n") for line in input_file]
+    if not inputs:
+        raise UserError("expected INPUT arguments or --file, got neither")
+    _quiet_tensorflow()
+    from lstm_recipes import serve
+
+    for row in serve.predict(model_dir, inputs, signature):
+        click.echo(json.dumps(row, ensure_ascii=False) if as_json else serve.format_row(row))

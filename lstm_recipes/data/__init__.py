@@ -1,0 +1,94 @@
+"""Data adapters and pipelines. Adapters return plain Python examples; pipelines make tf.data."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+
+
+@dataclasses.dataclass
+class Splits:
+    """Raw examples of the three splits, plus what the adapter learned about the data.
+
+    Args:
+        train: training examples (the only split preprocessing is fitted on).
+        validation: examples for early stopping and checkpoint selection.
+        test: held-out examples for the final metrics.
+        source: a short human description of where the data came from.
+        info: adapter facts such as class names in their dataset order.
+    """
+
+    train: list
+    validation: list
+    test: list
+    source: str
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
+
+
+def split_examples(examples: Sequence, fractions: Sequence[float], seed: int) -> list[list]:
+    """Shuffle with a fixed seed and cut into parts of the given fractions (the last takes the rest).
+
+    Args:
+        examples: the examples to split.
+        fractions: the fraction of each part but the last, e.g. ``(0.8, 0.1)`` for three parts.
+        seed: shuffling seed; the same seed and input give the same split.
+    """
+    items = list(examples)
+    random.Random(seed).shuffle(items)
+    parts, start = [], 0
+    for fraction in fractions:
+        end = start + int(round(fraction * len(items)))
+        parts.append(items[start:end])
+        start = end
+    parts.append(items[start:])
+    return parts
+
+
+def make_splits(
+    train: list,
+    test: list | None,
+    *,
+    seed: int,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    validation: list | None = None,
+    source: str = "",
+    info: dict | None = None,
+) -> Splits:
+    """Build train/validation/test from what the user gave, carving missing splits with a seed.
+
+    Args:
+        train: examples of the training file (or the only file).
+        test: examples of a separate test file, or None to carve a test split from ``train``.
+        seed: split seed.
+        validation_fraction: share of ``train`` held out for validation when none is given.
+        test_fraction: share of ``train`` held out for test when ``test`` is None.
+        validation: examples of a separate validation split, if the data has one.
+        source: description for the run's records.
+        info: adapter facts kept with the splits.
+    """
+    if test is None:
+        if validation is None:
+            test, validation, train = split_examples(
+                train, (test_fraction, validation_fraction), seed
+            )
+        else:
+            test, train = split_examples(train, (test_fraction,), seed)
+    elif validation is None:
+        validation, train = split_examples(train, (validation_fraction,), seed)
+    return Splits(train, validation, test, source, info or {})
+
+
+def limit(examples: list, n: int | None, seed: int) -> list:
+    """At most ``n`` examples, sampled with a fixed seed (all when ``n`` is None or 0)."""
+    if not n or len(examples) <= n:
+        return examples
+    return random.Random(seed).sample(examples, n)

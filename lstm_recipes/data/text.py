@@ -1,0 +1,118 @@
+"""Text pipeline: standardization, vocabularies fitted on the train split, bucketed batches."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import layers
+
+# Punctuation that carries meaning for classifiers and taggers is kept as its own token.
+_KEEP_PUNCT = r"([!?])"
+
+
+def standardize(text: tf.Tensor) -> tf.Tensor:
+    """Lowercase, drop HTML line breaks and most punctuation, split ``!`` and ``?`` off.
+
+    Works on any Unicode (letters and digits of every script are kept). Pure TensorFlow, so
+    it runs inside an exported model.
+
+    Args:
+        text: a string tensor.
+    """
+    text = tf.strings.lower(text, encoding="utf-8")
+    text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    text = tf.strings.regex_replace(text, r"[^\pL\pN\s!?']", " ")
+    return tf.strings.regex_replace(text, _KEEP_PUNCT, r" \1 ")
+
+
+def fit_vocabulary(texts: list[str], max_tokens: int) -> list[str]:
+    """The most frequent tokens of ``texts`` after ``standardize`` (no padding or OOV entries).
+
+    Args:
+        texts: training texts only.
+        max_tokens: vocabulary size including the padding and OOV ids.
+    """
+    vectorizer = layers.TextVectorization(max_tokens=max_tokens, standardize=standardize)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
+    return vectorizer.get_vocabulary()[2:]
+
+
+def make_vectorizer(vocabulary: list[str]) -> layers.TextVectorization:
+    """A TextVectorization layer with a saved vocabulary: id 0 pads, id 1 is out-of-vocabulary.
+
+    Args:
+        vocabulary: tokens as returned by ``fit_vocabulary``.
+    """
+    return layers.TextVectorization(
+        standardize=standardize, vocabulary=vocabulary, ragged=True, name="vectorizer"
+    )
+
+
+def encode(vectorizer: layers.TextVectorization, texts: list[str], max_length: int):
+    """Token ids of ``texts`` as a RaggedTensor, each row cut to ``max_length``.
+
+    Args:
+        vectorizer: from ``make_vectorizer``.
+        texts: raw strings.
+        max_length: longest row kept.
+    """
+    chunks = []
+    for start in range(0, len(texts), 2048):
+        ids = vectorizer(tf.constant(texts[start : start + 2048]))
+        chunks.append(ids[:, :max_length])
+    return (
+        tf.concat(chunks, axis=0)
+        if chunks
+        else tf.ragged.constant([], dtype=tf.int64, ragged_rank=1)
+    )
+
+
+def dense_ids(ragged_ids, max_length: int) -> tf.Tensor:
+    """Right-padded dense ids of at least one step (an LSTM cannot run zero steps).
+
+    Args:
+        ragged_ids: a RaggedTensor of token ids, one row per text.
+        max_length: longest row kept.
+    """
+    ids = ragged_ids[:, :max_length].to_tensor(0)
+    return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
+
+
+def bucket_boundaries(max_length: int, start: int = 8, growth: float = 1.3) -> list[int]:
+    """Length bucket edges growing geometrically from ``start`` up to ``max_length``."""
+    edges, edge = [], start
+    while edge < max_length:
+        edges.append(edge)
+        edge = int(edge * growth) + 1
+    return edges
+
+
+def bucketed_batches(
+    ids, targets, batch_size: int, *, training: bool, seed: int, max_length: int
+) -> tf.data.Dataset:
+    """Batches of similar-length examples, right-padded to each batch's longest, prefetched.
+
+    Bucketing processed 1.6-1.7x more real tokens per second than padding everything to the
+    longest (STACK.md); right padding with ``mask_zero`` keeps the fast LSTM kernel.
+
+    Args:
+        ids: RaggedTensor of token ids.
+        targets: a tensor (or nested structure) with one target per row of ``ids``.
+        batch_size: examples per batch.
+        training: shuffle every epoch when True.
+        seed: shuffle seed.
+        max_length: longest row; sets the bucket edges.
+    """
+    # Rows of a RaggedTensor come out as ragged specs; as int32 tensors they can be padded.
+    ds = tf.data.Dataset.from_tensor_slices((ids, targets)).map(
+        lambda x, y: (tf.cast(x, tf.int32), y)
+    )
+    if training:
+        ds = ds.shuffle(int(ids.nrows()), seed=seed, reshuffle_each_iteration=True)
+    edges = bucket_boundaries(max_length)
+    ds = ds.bucket_by_sequence_length(
+        element_length_func=lambda x, y: tf.shape(x)[0],
+        bucket_boundaries=edges,
+        bucket_batch_sizes=[batch_size] * (len(edges) + 1),
+    )
+    ds = ds.map(lambda x, y: (tf.pad(x, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(x)[1])]]), y))
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,199 @@
+"""SavedModel export: raw-input signatures, versioned folders, atomic writes, verified on reload.
+
+The exported model wraps preprocessing + model + decoding in one graph function per signature,
+so it serves what a user has (text, image bytes, float frames) without this package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from lstm_recipes.errors import UserError
+
+METADATA_FILE = "assets.extra/lstm_recipes.json"
+
+
+@dataclasses.dataclass
+class Serving:
+    """What a recipe exports.
+
+    Args:
+        endpoints: signature name -> ``tf.function`` with an ``input_signature``.
+        track: layers and models whose variables and lookup tables the endpoints use.
+        samples: signature name -> keyword inputs (plain lists) used to verify the export.
+    """
+
+    endpoints: dict
+    track: list
+    samples: dict
+
+
+def next_version(export_root: Path) -> int:
+    """One more than the highest numbered version folder under ``export_root`` (1 if none)."""
+    versions = [int(p.name) for p in export_root.glob("*") if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def latest_version(path: Path) -> Path:
+    """The SavedModel folder meant by ``path``: itself, its newest version, or a run's export.
+
+    Args:
+        path: a SavedModel folder, a folder of numbered versions, or a run directory.
+    """
+    if (path / "saved_model.pb").exists():
+        return path
+    for root in (path, path / "export"):
+        versions = sorted(
+            (p for p in root.glob("*") if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        versions = [p for p in versions if (p / "saved_model.pb").exists()]
+        if versions:
+            return versions[-1]
+    raise UserError(
+        f"expected a SavedModel (a folder with saved_model.pb), a folder of numbered versions, "
+        f"or a run directory with export/, found none at {path}"
+    )
+
+
+def _to_plain(value) -> list:
+    array = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+    if array.dtype == object:
+        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
+    return array.tolist()
+
+
+def run_samples(endpoints: dict, samples: dict) -> dict:
+    """Outputs of each endpoint on its samples, as plain lists (the in-process reference)."""
+    results = {}
+    for name, inputs in samples.items():
+        spec = endpoints[name].input_signature
+        args = {s.name: tf.constant(inputs[s.name], dtype=s.dtype) for s in spec}
+        outputs = endpoints[name](**args)
+        results[name] = {k: _to_plain(v) for k, v in outputs.items()}
+    return results
+
+
+# Runs in a fresh interpreter: only TensorFlow, never this package, as a user's server would.
+_VERIFY_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+assert "lstm_recipes" not in sys.modules
+path, samples = sys.argv[1], json.load(sys.stdin)
+loaded = tf.saved_model.load(path)
+results = {}
+for name, inputs in samples.items():
+    fn = loaded.signatures[name]
+    specs = fn.structured_input_signature[1]
+    outputs = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
+    plain = {}
+    for k, v in outputs.items():
+        a = v.numpy()
+        if a.dtype == object:
+            a = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(a)
+        plain[k] = a.tolist()
+    results[name] = plain
+json.dump(results, sys.stdout)
+"""
+
+
+def verify_in_fresh_process(path: Path, samples: dict, expected: dict, atol: float = 1e-4) -> None:
+    """Load ``path`` in a new Python process that imports only TensorFlow and compare outputs.
+
+    Args:
+        path: the SavedModel folder.
+        samples: signature name -> keyword inputs.
+        expected: the in-process outputs from ``run_samples``.
+        atol: tolerance for float outputs.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _VERIFY_SCRIPT, str(path)],
+        input=json.dumps(samples),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=path.parent,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"the exported model failed to load or run in a fresh process:\n{proc.stderr[-3000:]}"
+        )
+    actual = json.loads(proc.stdout)
+    for name, outputs in expected.items():
+        for key, want in outputs.items():
+            got = actual[name][key]
+            want_a, got_a = np.asarray(want), np.asarray(got)
+            same = (
+                np.allclose(want_a, got_a, atol=atol)
+                if want_a.dtype.kind in "fiu" and want_a.shape == got_a.shape
+                else want == got
+            )
+            if not same:
+                raise RuntimeError(
+                    f"exported signature {name!r} output {key!r} differs after reload: "
+                    f"expected {want!r:.300}, got {got!r:.300}"
+                )
+
+
+def export_saved_model(serving: Serving, export_root: Path, metadata: dict) -> Path:
+    """Write ``export_root/<next version>/`` atomically and verify it in a fresh process.
+
+    The SavedModel is written to a hidden temporary folder beside the versions, verified, and
+    only then renamed into place, so no reader ever sees a half-written or unverified version
+    and an existing version is never overwritten.
+
+    Args:
+        serving: the recipe's endpoints, tracked objects and verification samples.
+        export_root: folder of numbered versions (TF Serving's layout).
+        metadata: JSON facts saved in ``assets.extra/lstm_recipes.json`` (recipe, signatures).
+
+    Returns:
+        The new version's folder.
+    """
+    import keras
+
+    export_root.mkdir(parents=True, exist_ok=True)
+    version = next_version(export_root)
+    tmp = export_root / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        archive = keras.export.ExportArchive()
+        for obj in serving.track:
+            archive.track(obj)
+        for name, fn in serving.endpoints.items():
+            archive.add_endpoint(name, fn)
+        archive.write_out(str(tmp), verbose=False)
+        meta_path = tmp / METADATA_FILE
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(json.dumps({**metadata, "version": version}, indent=2))
+        expected = run_samples(serving.endpoints, serving.samples)
+        verify_in_fresh_process(tmp, serving.samples, expected)
+        final = export_root / str(version)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def signature_summary(endpoints: dict) -> dict:
+    """Signature name -> {"inputs": {name: "dtype[shape]"}, "outputs": {...}} for model cards."""
+    summary = {}
+    for name, fn in endpoints.items():
+        concrete = fn.get_concrete_function()
+        inputs = {s.name: f"{s.dtype.name}{list(s.shape)}" for s in fn.input_signature}
+        outputs = {
+            k: f"{v.dtype.name}{list(v.shape)}" for k, v in concrete.structured_outputs.items()
+        }
+        summary[name] = {"inputs": inputs, "outputs": outputs}
+    return summary

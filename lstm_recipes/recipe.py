@@ -1,0 +1,229 @@
+"""The recipe contract: find a recipe by name or path, resolve its config from presets and --set.
+
+A recipe is a plain module. It holds:
+
+- a docstring: topology, the exact command to run it, the result to expect;
+- ``TOPOLOGY`` (str), ``DATA_FORMS`` (dict: form -> description), ``SIGNATURES`` (dict: endpoint
+  -> description);
+- ``Config``: a frozen dataclass whose fields carry a short comment; ``PRESETS``: name -> Config,
+  with at least ``tiny`` and ``default``;
+- ``load_data(config, data, test_data) -> Splits``: raw train/validation/test examples;
+- ``fit_preprocessing(config, train) -> dict``: JSON-able state fitted on the train split only;
+- ``build_model(config, prep) -> keras.Model``;
+- ``batches(config, prep, split, training) -> tf.data.Dataset`` of model-ready batches;
+- ``evaluate(config, model, prep, split, run_dir) -> dict`` of metrics;
+- ``serving(config, model, prep) -> Serving``: the exported endpoints and sample inputs.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import types
+import typing
+from pathlib import Path
+
+from lstm_recipes.errors import UserError
+
+RECIPES_PACKAGE = "lstm_recipes.recipes"
+REQUIRED = (
+    "TOPOLOGY",
+    "DATA_FORMS",
+    "SIGNATURES",
+    "Config",
+    "PRESETS",
+    "load_data",
+    "fit_preprocessing",
+    "build_model",
+    "batches",
+    "evaluate",
+    "serving",
+)
+
+
+def recipes_dir() -> Path:
+    """The folder of the built-in recipe modules, found without importing them."""
+    spec = importlib.util.find_spec(RECIPES_PACKAGE)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def list_recipes() -> list[str]:
+    """Names of the built-in recipes: the public modules in the recipes package."""
+    return sorted(p.stem for p in recipes_dir().glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_recipe(name_or_path: str) -> types.ModuleType:
+    """Import a recipe module by built-in name or by path to a ``.py`` file.
+
+    Args:
+        name_or_path: a name from ``list_recipes()`` or a path ending in ``.py``.
+
+    Returns:
+        The module, checked against the contract.
+    """
+    if name_or_path.endswith(".py"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UserError(f"expected a recipe module file, found no file at {path}")
+        spec = importlib.util.spec_from_file_location(f"user_recipe_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as e:
+            raise UserError(f"recipe file {path} has a syntax error: {e}") from None
+        module.RECIPE_SOURCE = str(path.resolve())
+    else:
+        names = list_recipes()
+        if name_or_path not in names:
+            raise UserError(
+                f"unknown recipe {name_or_path!r}; expected one of {', '.join(names)} "
+                "or a path to a .py recipe module"
+            )
+        module = importlib.import_module(f"{RECIPES_PACKAGE}.{name_or_path}")
+        module.RECIPE_SOURCE = name_or_path
+    check_contract(module)
+    return module
+
+
+def recipe_name(module: types.ModuleType) -> str:
+    """The short name of a recipe module, as used for run directories."""
+    return getattr(module, "NAME", module.__name__.rsplit(".", 1)[-1].removeprefix("user_recipe_"))
+
+
+def check_contract(module: types.ModuleType) -> None:
+    """Raise UserError naming what a recipe module lacks."""
+    missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
+    if missing:
+        raise UserError(
+            f"recipe {module.__name__} lacks {', '.join(missing)} (see lstm_recipes.recipe)"
+        )
+    if not dataclasses.is_dataclass(module.Config):
+        raise UserError(f"recipe {module.__name__}: expected Config to be a dataclass")
+    for preset in ("tiny", "default"):
+        if preset not in module.PRESETS:
+            raise UserError(f"recipe {module.__name__}: expected a {preset!r} preset")
+
+
+def field_comments(config_cls: type) -> dict[str, str]:
+    """The trailing ``# comment`` of each field in a config dataclass's source."""
+    try:
+        source_lines, _ = inspect.getsourcelines(config_cls)
+    except (OSError, TypeError):
+        return {}
+    comments = {}
+    source = _dedent(source_lines)
+    cls = ast.parse(source).body[0]
+    lines = source.splitlines()
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            line = lines[node.end_lineno - 1]
+            if "#" in line:
+                comments[node.target.id] = line.split("#", 1)[1].strip()
+    return comments
+
+
+def _dedent(lines: list[str]) -> str:
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    return "".join(line[indent:] for line in lines)
+
+
+def resolve_config(module: types.ModuleType, preset: str, overrides: typing.Sequence[str]):
+    """The recipe's preset with ``KEY=VALUE`` overrides applied and type-checked.
+
+    Args:
+        module: a recipe module.
+        preset: a key of ``module.PRESETS``.
+        overrides: strings ``KEY=VALUE``; each value is parsed as the field's type.
+
+    Returns:
+        A new frozen Config instance.
+    """
+    if preset not in module.PRESETS:
+        raise UserError(
+            f"unknown preset {preset!r} for recipe {recipe_name(module)}; "
+            f"expected one of {', '.join(module.PRESETS)}"
+        )
+    config = module.PRESETS[preset]
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    changes = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise UserError(f"expected --set KEY=VALUE, got {item!r}")
+        if key not in names:
+            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(names)}")
+        changes[key] = parse_value(raw.strip(), hints[key], key)
+    return dataclasses.replace(config, **changes)
+
+
+def config_from_dict(module: types.ModuleType, values: dict):
+    """Rebuild a Config from its ``dataclasses.asdict`` form (as saved in config.json)."""
+    known = {f.name for f in dataclasses.fields(module.Config)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"config.json has key {key!r} that recipe Config does not define")
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return module.Config(**kwargs)
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_value(raw: str, annotation, key: str):
+    """Parse a ``--set`` value as ``annotation`` (int, float, bool, str, Literal, Optional, tuple)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if raw.lower() == "none" and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return parse_value(raw, inner[0], key)
+    if origin is typing.Literal:
+        if raw not in [str(a) for a in args]:
+            raise UserError(
+                f"--set {key}: expected one of {', '.join(map(str, args))}, got {raw!r}"
+            )
+        return next(a for a in args if str(a) == raw)
+    if origin is tuple:
+        item_type = args[0] if args else str
+        parts = [p.strip() for p in raw.split(",") if p.strip()]
+        return tuple(parse_value(p, item_type, key) for p in parts)
+    if annotation is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise UserError(f"--set {key}: expected true or false, got {raw!r}")
+    if annotation in (int, float):
+        try:
+            return annotation(raw)
+        except ValueError:
+            raise UserError(f"--set {key}: expected {annotation.__name__}, got {raw!r}") from None
+    return raw
+
+
+def describe_fields(config) -> list[tuple[str, str, object, str]]:
+    """(name, type, value, comment) for each field of a config instance."""
+    comments = field_comments(type(config))
+    hints = typing.get_type_hints(type(config))
+    rows = []
+    for f in dataclasses.fields(config):
+        type_name = getattr(hints[f.name], "__name__", None) or str(hints[f.name])
+        rows.append(
+            (
+                f.name,
+                type_name.replace("typing.", ""),
+                getattr(config, f.name),
+                comments.get(f.name, ""),
+            )
+        )
+    return rows

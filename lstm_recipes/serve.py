@@ -1,0 +1,59 @@
+"""Calling an exported SavedModel the way a server would: only TensorFlow, raw inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from lstm_recipes.errors import UserError
+from lstm_recipes.export import latest_version
+
+
+def predict(model_dir: Path, inputs: list[str], signature: str = "serving_default") -> list[dict]:
+    """One dict per input: the input and every output of the signature, as plain values.
+
+    Args:
+        model_dir: a SavedModel, a folder of versions, or a run directory.
+        inputs: raw inputs for the signature's single string input.
+        signature: the signature to call.
+    """
+    path = latest_version(model_dir)
+    loaded = tf.saved_model.load(str(path))
+    if signature not in loaded.signatures:
+        raise UserError(
+            f"expected a signature in {', '.join(loaded.signatures)}, got {signature!r}"
+        )
+    fn = loaded.signatures[signature]
+    specs = fn.structured_input_signature[1]
+    if len(specs) != 1 or next(iter(specs.values())).dtype != tf.string:
+        wanted = ", ".join(f"{k}: {v.dtype.name}{list(v.shape)}" for k, v in specs.items())
+        raise UserError(f"signature {signature!r} takes ({wanted}); predict feeds one string input")
+    (name,) = specs
+    outputs = fn(**{name: tf.constant(inputs, tf.string)})
+    rows = [{name: text} for text in inputs]
+    for key, value in outputs.items():
+        array = value.numpy()
+        for row, item in zip(rows, array):
+            row[key] = _plain(item)
+    return rows
+
+
+def _plain(item):
+    if isinstance(item, bytes):
+        return item.decode("utf-8", "replace")
+    if isinstance(item, np.ndarray):
+        if item.dtype == object:
+            return [_plain(x) for x in item]
+        return (
+            [round(float(x), 4) for x in item.ravel()] if item.dtype.kind == "f" else item.tolist()
+        )
+    return item.item() if hasattr(item, "item") else item
+
+
+def format_row(row: dict) -> str:
+    """``key=value`` pairs after the input, tab-separated, for people."""
+    (first, *rest) = row.items()
+    shown = first[1] if len(first[1]) <= 60 else first[1][:57] + "..."
+    return "\t".join([repr(shown)] + [f"{k}={v}" for k, v in rest])

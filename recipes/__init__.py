@@ -1,0 +1,1 @@
+"""The built-in recipes, one module each; ``lstm-recipes list`` finds them by file name."""

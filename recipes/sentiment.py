@@ -1,0 +1,282 @@
+"""Sentiment: many-to-one. A text goes in, one label comes out.
+
+Embedding -> stacked bidirectional LSTM (masked, right-padded: the fast kernel) -> masked
+max+mean pooling over time -> softmax over any number of classes.
+
+Run it on the built-in sample (12,808 Rotten Tomatoes snippets, fresh/rotten), a few minutes on
+2 CPU cores:
+
+    lstm-recipes run sentiment
+
+Expect test accuracy about 0.76 (see benchmarks/RESULTS.md). On IMDB (25,000 + 25,000 reviews):
+
+    lstm-recipes run sentiment --preset imdb \
+        --data ../shared/data/sentiment/imdb/train.csv.gz \
+        --test-data ../shared/data/sentiment/imdb/test.csv.gz
+
+Expect test accuracy >= 0.88 in under 30 minutes on 2 CPU cores.
+
+Export: ``serving_default(text: string[None]) -> {label: string[None], probabilities:
+float32[None, C]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from pathlib import Path
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lstm_recipes import blocks, metrics, plots, training
+from lstm_recipes.data import Splits, files, limit, make_splits
+from lstm_recipes.data import text as text_lib
+from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
+from lstm_recipes.errors import UserError
+from lstm_recipes.export import Serving
+
+TOPOLOGY = "many-to-one"
+DATA_FORMS = {
+    "builtin": "12,808 Rotten Tomatoes snippets, fresh/rotten (Pang & Lee 2005, CC BY 4.0)",
+    "tfds:NAME": "a TFDS text classification dataset, e.g. tfds:imdb_reviews "
+    "(features named by text_column, label_column)",
+    "FILE.csv|.tsv|.jsonl[.gz]": "one example per row; columns named by text_column, label_column",
+    "FOLDER/": "one sub-folder of .txt files per class (the sub-folder name is the label)",
+}
+SIGNATURES = {
+    "serving_default": "text: string[None] -> {label: string[None], probabilities: float32[None, C]}"
+}
+MONITOR = "val_loss"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    text_column: str = "text"  # column / JSON key / TFDS feature holding the text
+    label_column: str = "label"  # column / JSON key / TFDS feature holding the class
+    max_examples: int = 0  # use at most this many training examples (0: all)
+    vocab_size: int = 20000  # words kept (most frequent in the train split), padding + OOV included
+    max_length: int = 64  # tokens kept per text; the rest is cut off
+    embedding_dim: int = 128  # width of the word embedding
+    units: int = 64  # LSTM units per direction
+    layers: int = 1  # stacked LSTM layers
+    bidirectional: bool = True  # read the text in both directions
+    residual: bool = False  # residual connections between stacked layers
+    pooling: Literal["last", "max", "mean", "max_mean"] = "max_mean"  # sequence -> vector
+    dropout: float = 0.4  # dropout on embeddings, between layers and before the softmax
+    batch_size: int = 64  # examples per batch
+    epochs: int = 8  # most epochs; early stopping may end sooner
+    patience: int = 2  # epochs without validation-loss improvement before stopping
+    learning_rate: float = 1e-3  # Adam learning rate
+    clipnorm: float = 0.0  # gradient-norm clipping (0: off)
+    validation_fraction: float = 0.1  # share of the training data held out for validation
+    test_fraction: float = 0.1  # share held out for test when no --test-data is given
+    seed: int = 42  # seeds the split, shuffling and initial weights
+
+
+PRESETS = {
+    "tiny": Config(
+        max_examples=400,
+        vocab_size=500,
+        max_length=24,
+        embedding_dim=16,
+        units=8,
+        batch_size=32,
+        epochs=2,
+    ),
+    "default": Config(),
+    "imdb": Config(
+        vocab_size=30000,
+        max_length=400,
+        embedding_dim=128,
+        units=64,
+        dropout=0.4,
+        batch_size=32,
+        epochs=4,
+        patience=1,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _examples(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
+    """(text, label) pairs from one --data spec, and a description of the source."""
+    if spec == "builtin":
+        path = importlib.resources.files("lstm_recipes.recipes") / "data/rotten_tomatoes.csv.gz"
+        with importlib.resources.as_file(path) as p:
+            rows = files.read_table(Path(p), ["text", "label"])
+        return [(r["text"], r["label"]) for r in rows], "builtin Rotten Tomatoes snippets"
+    path = Path(spec)
+    if path.is_dir():
+        return files.read_class_folder(path), f"class folders in {path}"
+    if not path.exists():
+        raise UserError(
+            f"expected --data to be builtin, tfds:NAME, a .csv/.tsv/.jsonl file or a folder of "
+            f"class sub-folders; found no file or folder at {spec}"
+        )
+    rows = files.read_table(path, [config.text_column, config.label_column])
+    pairs = []
+    for number, row in enumerate(rows, 2):
+        text, label = row[config.text_column], row[config.label_column]
+        if label is None or str(label).strip() == "":
+            raise UserError(f"{path}: row {number} has an empty {config.label_column!r}")
+        pairs.append(("" if text is None else str(text), str(label).strip()))
+    return pairs, str(path)
+
+
+def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
+    """Train/validation/test (text, label) pairs from --data and optional --test-data."""
+    if is_tfds_spec(data):
+        hint = "--data train.csv --test-data test.csv (columns text,label) or a folder of class folders"
+        splits, info = load_tfds(data, [config.text_column, config.label_column], hint)
+        feature = info.features[config.label_column]
+        names = list(getattr(feature, "names", []) or [])
+
+        def named(rows):
+            return [(t, names[y] if names else str(y)) for t, y in rows]
+
+        result = make_splits(
+            named(splits["train"]),
+            named(splits["test"]) if "test" in splits else None,
+            validation=named(splits["validation"]) if "validation" in splits else None,
+            seed=config.seed,
+            validation_fraction=config.validation_fraction,
+            test_fraction=config.test_fraction,
+            source=data,
+            info={"labels": names},
+        )
+    else:
+        train, source = _examples(config, data)
+        test = _examples(config, test_data)[0] if test_data else None
+        result = make_splits(
+            train,
+            test,
+            seed=config.seed,
+            validation_fraction=config.validation_fraction,
+            test_fraction=config.test_fraction,
+            source=source,
+        )
+    result.train = limit(result.train, config.max_examples, config.seed)
+    classes = sorted({y for _, y in result.train})
+    if len(classes) < 2:
+        raise UserError(
+            f"expected at least 2 classes in the training data, found {len(classes)}: "
+            f"{', '.join(map(repr, classes)) or 'none'}"
+        )
+    return result
+
+
+def _label_order(labels: set[str]) -> list[str]:
+    # Integer labels sort as numbers (2 before 10); others alphabetically.
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def fit_preprocessing(config: Config, train: list) -> dict:
+    """Vocabulary and label names, fitted on the training examples only."""
+    return {
+        "vocabulary": text_lib.fit_vocabulary([t for t, _ in train], config.vocab_size),
+        "labels": _label_order({y for _, y in train}),
+    }
+
+
+def batches(config: Config, prep: dict, examples: list, training: bool) -> tf.data.Dataset:
+    """Length-bucketed batches of (token ids, class id)."""
+    index = {name: i for i, name in enumerate(prep["labels"])}
+    unknown = sorted({y for _, y in examples if y not in index})
+    if unknown:
+        raise UserError(
+            f"expected labels seen in training ({', '.join(prep['labels'])}), "
+            f"found {', '.join(unknown[:10])} in the evaluation data"
+        )
+    vectorizer = text_lib.make_vectorizer(prep["vocabulary"])
+    ids = text_lib.encode(vectorizer, [t for t, _ in examples], config.max_length)
+    targets = tf.constant([index[y] for _, y in examples], tf.int32)
+    return text_lib.bucketed_batches(
+        ids,
+        targets,
+        config.batch_size,
+        training=training,
+        seed=config.seed,
+        max_length=config.max_length,
+    )
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_model(config: Config, prep: dict) -> keras.Model:
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(len(prep["vocabulary"]) + 2, config.embedding_dim, mask_zero=True)(
+        tokens
+    )
+    x = keras.layers.Dropout(config.dropout)(x)
+    encoder = dict(
+        units=config.units,
+        num_layers=config.layers,
+        bidirectional=config.bidirectional,
+        dropout=config.dropout,
+        residual=config.residual,
+    )
+    x = blocks.sequence_summary(x, config.pooling, encoder)
+    x = keras.layers.Dropout(config.dropout)(x)
+    probabilities = keras.layers.Dense(len(prep["labels"]), activation="softmax", name="classes")(x)
+    model = keras.Model(tokens, probabilities, name="sentiment")
+    model.compile(
+        optimizer=training.optimizer(config),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(config: Config, model: keras.Model, prep: dict, examples: list, run_dir: Path) -> dict:
+    """Accuracy, macro-F1 and the confusion matrix (also as plots/confusion_matrix.png)."""
+    targets, outputs = training.predictions(model, batches(config, prep, examples, training=False))
+    y_true = np.concatenate(targets)
+    y_pred = np.concatenate(outputs).argmax(-1)
+    result = metrics.classification_metrics(y_true, y_pred, prep["labels"])
+    plots.confusion_matrix(
+        result["confusion_matrix"],
+        prep["labels"],
+        run_dir / "plots" / "confusion_matrix.png",
+        title=f"test accuracy {result['accuracy']:.3f}",
+    )
+    return result
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
+    """Raw text in; label and class probabilities out."""
+    vectorizer = text_lib.make_vectorizer(prep["vocabulary"])
+    labels = tf.constant(prep["labels"])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(text):
+        ids = text_lib.dense_ids(vectorizer(text), config.max_length)
+        probabilities = model(ids, training=False)
+        return {
+            "label": tf.gather(labels, tf.argmax(probabilities, -1)),
+            "probabilities": probabilities,
+        }
+
+    samples = [
+        "a gripping, beautifully acted film",
+        "dull and far too long",
+        "",
+        "ok " * 5000,
+        "¡Qué película tan maravillosa! 映画 🎬",
+    ]
+    return Serving(
+        {"serving_default": serve}, [model, vectorizer], {"serving_default": {"text": samples}}
+    )
