@@ -303,3 +303,7 @@ def predict(model_dir, inputs, input_file, signature, as_json):
 
     for row in serve.predict(model_dir, inputs, signature):
         click.echo(json.dumps(row, ensure_ascii=False) if as_json else serve.format_row(row))
+
+
+if __name__ == "__main__":
+    main()

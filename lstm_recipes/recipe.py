@@ -22,6 +22,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import sys
 import types
 import typing
 from pathlib import Path
@@ -70,9 +71,12 @@ def load_recipe(name_or_path: str) -> types.ModuleType:
             raise UserError(f"expected a recipe module file, found no file at {path}")
         spec = importlib.util.spec_from_file_location(f"user_recipe_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
+        # dataclasses and typing.get_type_hints look the module up by name while it executes.
+        sys.modules[spec.name] = module
         try:
             spec.loader.exec_module(module)
         except SyntaxError as e:
+            del sys.modules[spec.name]
             raise UserError(f"recipe file {path} has a syntax error: {e}") from None
         module.RECIPE_SOURCE = str(path.resolve())
     else:

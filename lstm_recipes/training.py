@@ -178,7 +178,7 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
     if not np.all([np.isfinite(w).all() for w in model.get_weights()]):
         raise UserError("training diverged (NaN loss); try a lower learning_rate or set clipnorm")
     if (run_dir / BEST).exists():
-        model.load_weights(str(run_dir / BEST))
+        return load_model(module, config, prep, run_dir)
     return model
 
 
@@ -188,7 +188,10 @@ def load_model(module, config, prep: dict, run_dir: Path) -> keras.Model:
     if not path.exists():
         raise UserError(f"expected trained weights at {path}; train the run first")
     model = module.build_model(config, prep)
-    model.load_weights(str(path))
+    with warnings.catch_warnings():
+        # The checkpoint also holds the optimizer's slots, which inference does not need.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(str(path))
     return model
 
 

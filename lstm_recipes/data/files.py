@@ -37,8 +37,10 @@ def read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
         raise UserError(
             f"expected UTF-8 text in {path}, found byte 0x{raw[e.start]:02x} at offset {e.start} "
+            f"(line {line}) "
             "that is not valid UTF-8 (re-save the file as UTF-8)"
         ) from None
 

@@ -1,0 +1,102 @@
+"""Shared fixtures: generated data files, a trained tiny run, and the path to ../shared/data."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LSTM_RECIPES_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+POSITIVE = ["great", "wonderful", "superb", "moving", "brilliant", "delightful", "charming", "fun"]
+NEGATIVE = ["awful", "boring", "dull", "clumsy", "tedious", "bland", "dreadful", "messy"]
+FILLER = [
+    "the",
+    "film",
+    "story",
+    "cast",
+    "plot",
+    "acting",
+    "movie",
+    "scenes",
+    "was",
+    "and",
+    "a",
+    "its",
+    "of",
+]
+
+
+def review(rng: random.Random, label: str) -> str:
+    words = rng.sample(FILLER, 5) + rng.sample(POSITIVE if label == "pos" else NEGATIVE, 2)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def make_reviews(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Synthetic, learnable two-class reviews (positive and negative words among filler)."""
+    rng = random.Random(seed)
+    return [(review(rng, label), label) for label in ("pos", "neg") * (n // 2)]
+
+
+def write_csv(path: Path, rows, header=("text", "label"), delimiter=",") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def reviews_csv(tmp_path) -> Path:
+    return write_csv(tmp_path / "reviews.csv", make_reviews(300))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished tiny sentiment run (trained, evaluated, exported) on generated reviews."""
+    from click.testing import CliRunner
+
+    from lstm_recipes.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = write_csv(root / "reviews.csv", make_reviews(400))
+    run_dir = root / "run"
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "sentiment",
+            "--preset",
+            "tiny",
+            "--data",
+            str(data),
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            "epochs=6",
+            "--set",
+            "learning_rate=0.01",
+        ],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return run_dir
+
+
+def run_cli(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    """The installed ``lstm-recipes`` command in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "lstm_recipes.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )

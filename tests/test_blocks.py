@@ -1,0 +1,66 @@
+"""Shared blocks: masking is honoured, shapes are right, the fast-kernel settings are kept."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from lstm_recipes import blocks  # noqa: E402
+from lstm_recipes.metrics import classification_metrics  # noqa: E402
+
+
+def test_masked_pooling_ignores_padding():
+    x = np.array([[[1.0, -5.0], [3.0, 2.0], [100.0, 100.0]]], "float32")
+    mask = np.array([[True, True, False]])
+    pooled = blocks.MaskedPooling("max_mean")(x, mask=mask).numpy()
+    np.testing.assert_allclose(pooled, [[3.0, 2.0, 2.0, -1.5]])
+
+
+def test_masked_pooling_of_an_all_padding_row_is_zero():
+    x = np.full((1, 2, 3), 7.0, "float32")
+    pooled = blocks.MaskedPooling("max_mean")(x, mask=np.zeros((1, 2), bool)).numpy()
+    np.testing.assert_array_equal(pooled, np.zeros((1, 6)))
+
+
+def test_padding_does_not_change_the_encoding():
+    # Right padding + mask must give the same summary as the unpadded sequence.
+    tokens = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(20, 4, mask_zero=True)(tokens)
+    y = blocks.sequence_summary(x, "last", dict(units=3, num_layers=2, bidirectional=True))
+    model = keras.Model(tokens, y)
+    short = model(np.array([[5, 6, 7]])).numpy()
+    padded = model(np.array([[5, 6, 7, 0, 0, 0]])).numpy()
+    np.testing.assert_allclose(short, padded, atol=1e-6)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_stacked_lstm_shapes_and_states(bidirectional):
+    width = 4 * (2 if bidirectional else 1)
+    encoder = blocks.StackedLSTM(
+        4, num_layers=2, bidirectional=bidirectional, residual=True, return_state=True
+    )
+    out, h, c = encoder(np.zeros((2, 5, 3), "float32"))
+    assert out.shape == (2, 5, width) and h.shape == (2, width) and c.shape == (2, width)
+    lstms = [layer for layer in encoder._flatten_layers() if isinstance(layer, keras.layers.LSTM)]
+    assert lstms and all(
+        layer.recurrent_dropout == 0
+        and not layer.unroll
+        and layer.use_bias
+        and layer.activation is keras.activations.tanh
+        for layer in lstms
+    )
+
+
+def test_recurrent_dropout_warns_about_the_slow_path():
+    with pytest.warns(UserWarning, match="leaves the fast cuDNN LSTM kernel"):
+        blocks.StackedLSTM(4, recurrent_dropout=0.2)
+
+
+def test_classification_metrics_match_hand_counts():
+    # truth:      a a a b b c
+    # predicted:  a a b b c c
+    m = classification_metrics([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # F1: a = 2*1*(2/3)/(1+2/3) = 0.8; b = 0.5; c = 2*0.5*1/1.5 = 2/3
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
