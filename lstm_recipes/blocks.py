@@ -33,6 +33,12 @@ class StackedLSTM(layers.Layer):
         return_state: also return the final ``[h, c]`` state of the last layer (both directions'
             states concatenated when bidirectional), e.g. to start a decoder.
         recurrent_dropout: dropout on the recurrent state; leaves the fast kernel (warns).
+        stateful: keep each layer's final state as the next batch's initial state (truncated
+            backpropagation over consecutive windows; needs a fixed batch size).
+
+    ``call(..., initial_states=[[h, c], ...])`` starts each layer from given states, and
+    ``run(x, initial_states)`` also returns every layer's final states: samplers and decoders
+    feed one step at a time through the same layers (unidirectional stacks only).
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class StackedLSTM(layers.Layer):
         return_sequences: bool = True,
         return_state: bool = False,
         recurrent_dropout: float = 0.0,
+        stateful: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -60,6 +67,7 @@ class StackedLSTM(layers.Layer):
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.recurrent_dropout = recurrent_dropout
+        self.stateful = stateful
         self.supports_masking = True
         self.rnns = []
         for i in range(num_layers):
@@ -67,8 +75,10 @@ class StackedLSTM(layers.Layer):
             rnn = layers.LSTM(
                 units,
                 return_sequences=return_sequences or not last,
-                return_state=return_state and last,
+                # Unidirectional layers always hand back their states, for step-wise callers.
+                return_state=not bidirectional or (return_state and last),
                 recurrent_dropout=recurrent_dropout,
+                stateful=stateful,
                 name=f"lstm_{i}",
             )
             if bidirectional:
@@ -76,29 +86,59 @@ class StackedLSTM(layers.Layer):
             self.rnns.append(rnn)
         self.drop = layers.Dropout(dropout)
 
-    def call(self, inputs, mask=None, training=None, initial_state=None):
+    def run(self, inputs, mask=None, training=None, initial_state=None, initial_states=None):
+        """(outputs of the last layer, [[h, c] of each layer]).
+
+        Args:
+            inputs: (batch, time, features).
+            mask: (batch, time) booleans, True on real steps.
+            training: dropout on or off.
+            initial_state: ``[h, c]`` for the first layer only (e.g. from an encoder).
+            initial_states: ``[h, c]`` for every layer (step-wise decoding).
+        """
         x = inputs
-        states = None
+        all_states = []
         for i, rnn in enumerate(self.rnns):
-            last = i == self.num_layers - 1
-            kwargs = (
-                {"initial_state": initial_state} if i == 0 and initial_state is not None else {}
-            )
+            kwargs = {}
+            if initial_states is not None:
+                kwargs["initial_state"] = initial_states[i]
+            elif i == 0 and initial_state is not None:
+                kwargs["initial_state"] = initial_state
             out = rnn(x, mask=mask, training=training, **kwargs)
-            if self.return_state and last:
+            states = None
+            if isinstance(out, (list, tuple)):
                 out, *states = out
+            all_states.append(states)
+            last = i == self.num_layers - 1
             if self.residual and i > 0 and (not last or self.return_sequences):
                 out = out + x
             x = self.drop(out, training=training)
-        if self.return_state:
-            if self.bidirectional:
-                # Bidirectional returns [h_fw, c_fw, h_bw, c_bw]; a decoder wants one h and one c.
-                states = [
-                    ops.concatenate([states[0], states[2]], -1),
-                    ops.concatenate([states[1], states[3]], -1),
-                ]
-            return [x, *states]
-        return x
+        return x, all_states
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for rnn in self.rnns:
+            rnn.build(shape)
+            shape = (*shape[:-1], self.units * (2 if self.bidirectional else 1))
+        self.built = True
+
+    def reset_states(self):
+        """Zero the carried states of a stateful stack."""
+        for rnn in self.rnns:
+            rnn.reset_states()
+
+    def call(self, inputs, mask=None, training=None, initial_state=None, initial_states=None):
+        x, all_states = self.run(inputs, mask, training, initial_state, initial_states)
+        if not self.return_state:
+            return x
+        states = all_states[-1]
+        if self.bidirectional:
+            # Bidirectional returns [h_fw, c_fw, h_bw, c_bw]; a decoder wants one h and one c.
+            states = [
+                ops.concatenate([states[0], states[2]], -1),
+                ops.concatenate([states[1], states[3]], -1),
+            ]
+        return [x, *states]
 
     def compute_mask(self, inputs, mask=None):
         if not self.return_sequences:
@@ -127,6 +167,7 @@ class StackedLSTM(layers.Layer):
             "return_sequences": self.return_sequences,
             "return_state": self.return_state,
             "recurrent_dropout": self.recurrent_dropout,
+            "stateful": self.stateful,
         }
 
 

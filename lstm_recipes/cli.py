@@ -230,7 +230,7 @@ def run(recipe, data, test_data, preset, overrides, run_dir):
         f"  plots        {run_dir / 'plots'}\n"
         f"  TensorBoard  tensorboard --logdir {run_dir / 'logs'}\n"
         f"  SavedModel   {path}\n"
-        f'Try it: lstm-recipes predict {path} "some input"'
+        f"Try it: lstm-recipes predict {path} {getattr(module, 'PREDICT_EXAMPLE', 'INPUT')}"
     )
 
 
@@ -290,20 +290,39 @@ def export(run_dir):
 )
 @click.option("--signature", default="serving_default", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input.")
+@click.option("--prompt", default=None, help="Generators: text to continue (calls `generate`).")
+@click.option(
+    "--chars",
+    type=click.IntRange(0),
+    default=500,
+    show_default=True,
+    help="Generators: characters to add.",
+)
+@click.option(
+    "--temperature", type=float, default=0.8, show_default=True, help="Generators: 0 is greedy."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Generators: same seed, same text."
+)
 @handle_errors
-def predict(model_dir, inputs, input_file, signature, as_json):
-    """Run an exported model on raw INPUTS (or --file); MODEL_DIR may be a run directory."""
+def predict(model_dir, inputs, input_file, signature, as_json, prompt, chars, temperature, seed):
+    """Run an exported model on raw INPUTS (or --file); MODEL_DIR may be a run directory.
+
+    For a generator (char_lm), --prompt TEXT prints a sample continuing TEXT.
+    """
+    _quiet_tensorflow()
+    if prompt is not None:
+        from lstm_recipes import serve
+
+        row = serve.generate(model_dir, prompt, chars, temperature, seed)
+        click.echo(json.dumps(row, ensure_ascii=False) if as_json else row["text"])
+        return
     inputs = list(inputs)
     if input_file is not None:
         inputs += [line.rstrip("\n") for line in input_file]
     if not inputs:
         raise UserError("expected INPUT arguments or --file, got neither")
-    _quiet_tensorflow()
     from lstm_recipes import serve
 
     for row in serve.predict(model_dir, inputs, signature):
         click.echo(json.dumps(row, ensure_ascii=False) if as_json else serve.format_row(row))
-
-
-if __name__ == "__main__":
-    main()

@@ -66,6 +66,8 @@ def latest_version(path: Path) -> Path:
 
 def _to_plain(value) -> list:
     array = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+    if isinstance(array, bytes):
+        return array.decode("utf-8", "replace")
     if array.dtype == object:
         return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
     return array.tolist()
@@ -98,6 +100,9 @@ for name, inputs in samples.items():
     plain = {}
     for k, v in outputs.items():
         a = v.numpy()
+        if isinstance(a, bytes):
+            plain[k] = a.decode("utf-8", "replace")
+            continue
         if a.dtype == object:
             a = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(a)
         plain[k] = a.tolist()

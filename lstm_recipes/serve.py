@@ -11,6 +11,37 @@ from lstm_recipes.errors import UserError
 from lstm_recipes.export import latest_version
 
 
+def _load(model_dir: Path, signature: str):
+    path = latest_version(model_dir)
+    loaded = tf.saved_model.load(str(path))
+    if signature not in loaded.signatures:
+        raise UserError(
+            f"expected a signature in {', '.join(loaded.signatures)}, got {signature!r}"
+        )
+    # Keep `loaded` alive beside the signature: a signature of a collected object can fail.
+    return loaded, loaded.signatures[signature]
+
+
+def generate(model_dir: Path, prompt: str, num_chars: int, temperature: float, seed: int) -> dict:
+    """Text from a generator's ``generate`` signature: the prompt and ``num_chars`` more.
+
+    Args:
+        model_dir: a SavedModel, a folder of versions, or a run directory.
+        prompt: text to continue (may be empty).
+        num_chars: characters to add.
+        temperature: sampling temperature; 0 is greedy.
+        seed: sampling seed; the same seed gives the same text.
+    """
+    _loaded, fn = _load(model_dir, "generate")
+    out = fn(
+        prompt=tf.constant(prompt),
+        num_chars=tf.constant(num_chars, tf.int32),
+        temperature=tf.constant(temperature, tf.float32),
+        seed=tf.constant(seed, tf.int32),
+    )
+    return {"prompt": prompt, "text": out["text"].numpy().decode("utf-8", "replace")}
+
+
 def predict(model_dir: Path, inputs: list[str], signature: str = "serving_default") -> list[dict]:
     """One dict per input: the input and every output of the signature, as plain values.
 

@@ -161,6 +161,7 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
+        *(module.callbacks(config) if hasattr(module, "callbacks") else []),
     ]
     verbose = 1 if sys.stdout.isatty() else 2
     with warnings.catch_warnings():
@@ -266,6 +267,8 @@ def model_card(
         ins = ", ".join(f"{k}: {v}" for k, v in sig["inputs"].items())
         outs = ", ".join(f"{k}: {v}" for k, v in sig["outputs"].items())
         lines.append(f"- `{name}({ins}) -> {{{outs}}}`")
+    if isinstance(metrics.get("sample"), str):
+        lines += ["", "## Sample", "", "```", metrics["sample"], "```"]
     lines += ["", "Plots: `plots/`. Training history: `history.csv`. TensorBoard: `logs/`.", ""]
     path = run_dir / "model_card.md"
     path.write_text("\n".join(lines))

@@ -50,6 +50,7 @@ SIGNATURES = {
     "serving_default": "text: string[None] -> {label: string[None], probabilities: float32[None, C]}"
 }
 MONITOR = "val_loss"
+PREDICT_EXAMPLE = '"a gripping, beautifully acted film"'
 
 
 @dataclasses.dataclass(frozen=True)

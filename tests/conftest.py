@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
-import subprocess
+import shutil
 import sys
 from pathlib import Path
 
@@ -91,12 +91,11 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def run_cli(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    """The installed ``lstm-recipes`` command in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "lstm_recipes.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
+def cli_command() -> list[str]:
+    """The installed ``lstm-recipes`` console script.
+
+    Not ``python -m``: that would import the source tree in the current folder, where
+    ``lstm_recipes.recipes`` does not exist, instead of the installed package.
+    """
+    script = shutil.which("lstm-recipes") or str(Path(sys.executable).parent / "lstm-recipes")
+    return [script]

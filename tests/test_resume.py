@@ -5,10 +5,9 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
-from conftest import make_reviews, write_csv
+from conftest import cli_command, make_reviews, write_csv
 
 
 def epochs_done(history):
@@ -21,9 +20,7 @@ def test_resume_after_sigkill(tmp_path):
     data = write_csv(tmp_path / "reviews.csv", make_reviews(2000))
     run_dir = tmp_path / "run"
     command = [
-        sys.executable,
-        "-m",
-        "lstm_recipes.cli",
+        *cli_command(),
         "train",
         "sentiment",
         "--preset",

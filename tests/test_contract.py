@@ -1,0 +1,42 @@
+"""One test every registered recipe passes: the contract, then a tiny run on its built-in data."""
+
+import dataclasses
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from lstm_recipes import recipe as recipe_lib
+from lstm_recipes.cli import main
+
+RECIPES = recipe_lib.list_recipes()
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_meets_the_contract(name):
+    module = recipe_lib.load_recipe(name)
+    doc = module.__doc__ or ""
+    assert f"lstm-recipes run {name}" in doc, "the docstring gives the exact command"
+    assert "Expect" in doc, "the docstring gives the result to expect"
+    assert dataclasses.fields(module.Config)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        module.PRESETS["default"].seed = 1
+    comments = recipe_lib.field_comments(module.Config)
+    uncommented = [f.name for f in dataclasses.fields(module.Config) if not comments.get(f.name)]
+    assert not uncommented, f"config fields without a comment: {uncommented}"
+    for field in ("seed", "batch_size", "epochs", "learning_rate", "patience"):
+        assert hasattr(module.PRESETS["default"], field), f"training reads config.{field}"
+    assert "builtin" in module.DATA_FORMS and "serving_default" in module.SIGNATURES
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_runs_tiny_end_to_end(name, tmp_path):
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", name, "--preset", "tiny", "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics
+    meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
+    module = recipe_lib.load_recipe(name)
+    assert set(meta["signatures"]) == set(module.SIGNATURES)
+    assert (run_dir / "model_card.md").exists()
