@@ -312,12 +312,13 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
             tf.TensorSpec([], tf.int32, name="num_chars"),
             tf.TensorSpec([], tf.float32, name="temperature"),
             tf.TensorSpec([], tf.int32, name="seed"),
-        ]
+        ],
+        autograph=False,
     )
     def generate(prompt, num_chars, temperature, seed):
         return {"text": generator.generate(prompt, num_chars, temperature, seed, config.top_k)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def score(text):
         return {"bits_per_char": generator.score(text)}
 

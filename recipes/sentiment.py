@@ -90,7 +90,7 @@ PRESETS = {
     "default": Config(),
     "imdb": Config(
         vocab_size=30000,
-        max_length=400,
+        max_length=1000,
         embedding_dim=128,
         units=64,
         dropout=0.4,
@@ -262,7 +262,7 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     vectorizer = text_lib.make_vectorizer(prep["vocabulary"])
     labels = tf.constant(prep["labels"])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def serve(text):
         ids = text_lib.dense_ids(vectorizer(text), config.max_length)
         probabilities = model(ids, training=False)
