@@ -13,6 +13,11 @@ A recipe is a plain module. It holds:
 - ``batches(config, prep, split, training) -> tf.data.Dataset`` of model-ready batches;
 - ``evaluate(config, model, prep, split, run_dir) -> dict`` of metrics;
 - ``serving(config, model, prep) -> Serving``: the exported endpoints and sample inputs.
+
+Training reads the config fields ``seed``, ``batch_size``, ``epochs``, ``learning_rate`` and
+``patience``, and, when a Config has them, ``clipnorm``, ``lr_decay`` and ``max_minutes``.
+Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoint, default
+``val_loss``), ``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE``.
 """
 
 from __future__ import annotations

@@ -58,6 +58,39 @@ def optimizer(config) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(config.learning_rate, clipnorm=clipnorm)
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training once ``minutes`` have passed (checked after every batch).
+
+    The epoch in progress is cut short and still validated and checkpointed, so a run never
+    overshoots its budget by more than one batch and one validation pass.
+    """
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = minutes * 60
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.model.stop_training and time.time() - self.start > self.seconds:
+            print(f"\ntime budget of {self.seconds / 60:g} minutes reached; stopping", flush=True)
+            self.model.stop_training = True
+
+
+def schedule_callbacks(config) -> list:
+    """Callbacks for the optional config fields ``lr_decay`` (per epoch) and ``max_minutes``."""
+    callbacks = []
+    decay = getattr(config, "lr_decay", 1.0)
+    if decay != 1.0:
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(lambda epoch: config.learning_rate * decay**epoch)
+        )
+    if getattr(config, "max_minutes", 0):
+        callbacks.append(TimeBudget(config.max_minutes))
+    return callbacks
+
+
 def open_run(module, config, run_dir: Path | None, started: dict) -> tuple[Path, dict]:
     """Create a run directory or reopen one to resume; refuse one made with another config.
 
@@ -149,6 +182,8 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     monitor = getattr(module, "MONITOR", "val_loss")
     callbacks = [
+        # First, so that the learning rate they set is in the logs the others write.
+        *schedule_callbacks(config),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch"),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / BEST),

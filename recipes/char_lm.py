@@ -72,7 +72,9 @@ class Config:
     epochs: int = 10  # most epochs; early stopping may end sooner
     patience: int = 2  # epochs without validation-loss improvement before stopping
     learning_rate: float = 2e-3  # Adam learning rate
+    lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 5.0  # gradient-norm clipping
+    max_minutes: float = 0.0  # stop training after this many minutes (0: no limit)
     sample_chars: int = 500  # length of the sample written after evaluation
     temperature: float = 0.8  # sampling temperature for that sample (<= 0: greedy)
     top_k: int = 0  # sample among the k likeliest characters (0: all)

@@ -1,5 +1,6 @@
 """char_lm: step-wise sampling equals the full-sequence model, export round trip, reproducibility."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -176,3 +177,51 @@ def test_stateful_training_runs(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
+
+
+def test_time_budget_and_lr_decay(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefgh " * 3000, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "char_lm",
+            "--preset",
+            "tiny",
+            "--data",
+            str(path),
+            "--set",
+            "epochs=3",
+            "--set",
+            "lr_decay=0.5",
+            "--run-dir",
+            str(run_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rates = [float(r["learning_rate"]) for r in csv.DictReader((run_dir / "history.csv").open())]
+    assert rates == pytest.approx([2e-3, 1e-3, 5e-4])
+
+    run_dir = tmp_path / "budget"
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "char_lm",
+            "--preset",
+            "tiny",
+            "--data",
+            str(path),
+            "--set",
+            "epochs=50",
+            "--set",
+            "max_minutes=0.0001",
+            "--run-dir",
+            str(run_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "time budget of 0.0001 minutes reached" in result.output
+    assert len(list(csv.DictReader((run_dir / "history.csv").open()))) == 1
