@@ -215,6 +215,33 @@ class MaskedPooling(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+class TokenDropout(layers.Layer):
+    """During training, replace each real token id with the out-of-vocabulary id at ``rate``.
+
+    Word dropout: the model cannot lean on any single word (a name, a title) and learns from
+    the rest of the text. Padding (id 0) is never touched, so masks are unchanged.
+
+    Args:
+        rate: probability of replacing a token.
+        oov_id: the id to replace it with.
+        seed: seed of the layer's random draws.
+    """
+
+    def __init__(self, rate: float, oov_id: int = 1, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.oov_id, self.seed = rate, oov_id, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, ids, training=None):
+        if not training or not self.rate:
+            return ids
+        drop = keras.random.uniform(ops.shape(ids), seed=self.seed_generator) < self.rate
+        return ops.where(ops.logical_and(drop, ids > 0), ops.cast(self.oov_id, ids.dtype), ids)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "oov_id": self.oov_id, "seed": self.seed}
+
+
 def sequence_summary(x, mode: str, encoder_kwargs: dict):
     """Helper for many-to-one models: encode a masked sequence and pool it to one vector.
 
@@ -234,3 +261,4 @@ def sequence_summary(x, mode: str, encoder_kwargs: dict):
 
 keras.saving.register_keras_serializable(package="lstm_recipes")(StackedLSTM)
 keras.saving.register_keras_serializable(package="lstm_recipes")(MaskedPooling)
+keras.saving.register_keras_serializable(package="lstm_recipes")(TokenDropout)

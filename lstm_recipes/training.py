@@ -238,7 +238,9 @@ def predictions(model: keras.Model, dataset: tf.data.Dataset):
         model: a Keras model.
         dataset: batches of (inputs, targets); order may be anything (e.g. bucketed).
     """
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    predict = tf.function(
+        lambda x: model(x, training=False), reduce_retracing=True, autograph=False
+    )
     targets, outputs = [], []
     for x, y in dataset:
         outputs.append(predict(x).numpy())

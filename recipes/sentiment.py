@@ -67,10 +67,12 @@ class Config:
     residual: bool = False  # residual connections between stacked layers
     pooling: Literal["last", "max", "mean", "max_mean"] = "max_mean"  # sequence -> vector
     dropout: float = 0.4  # dropout on embeddings, between layers and before the softmax
+    word_dropout: float = 0.0  # share of words replaced by the unknown-word id in training
     batch_size: int = 64  # examples per batch
     epochs: int = 8  # most epochs; early stopping may end sooner
     patience: int = 2  # epochs without validation-loss improvement before stopping
     learning_rate: float = 1e-3  # Adam learning rate
+    lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 0.0  # gradient-norm clipping (0: off)
     validation_fraction: float = 0.1  # share of the training data held out for validation
     test_fraction: float = 0.1  # share held out for test when no --test-data is given
@@ -89,13 +91,15 @@ PRESETS = {
     ),
     "default": Config(),
     "imdb": Config(
-        vocab_size=30000,
+        vocab_size=20000,
         max_length=1000,
         embedding_dim=128,
         units=64,
         dropout=0.4,
+        word_dropout=0.15,
         batch_size=32,
-        epochs=4,
+        epochs=3,
+        lr_decay=0.5,
         patience=1,
     ),
 }
@@ -213,9 +217,8 @@ def batches(config: Config, prep: dict, examples: list, training: bool) -> tf.da
 
 def build_model(config: Config, prep: dict) -> keras.Model:
     tokens = keras.Input((None,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(len(prep["vocabulary"]) + 2, config.embedding_dim, mask_zero=True)(
-        tokens
-    )
+    x = blocks.TokenDropout(config.word_dropout, seed=config.seed)(tokens)
+    x = keras.layers.Embedding(len(prep["vocabulary"]) + 2, config.embedding_dim, mask_zero=True)(x)
     x = keras.layers.Dropout(config.dropout)(x)
     encoder = dict(
         units=config.units,
