@@ -18,7 +18,26 @@ EXIT_USER_ERROR = 2
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow without its start-up chatter (set TF_CPP_MIN_LOG_LEVEL=0 to see it).
+
+    TensorFlow's C++ side logs to file descriptor 2 before its log level applies (oneDNN
+    notices, "could not find cuda drivers"), so stderr is pointed at /dev/null for the import
+    and the device scan; Python errors still surface, after it is restored.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def handle_errors(fn):

@@ -64,3 +64,13 @@ def test_classification_metrics_match_hand_counts():
     # F1: a = 2*1*(2/3)/(1+2/3) = 0.8; b = 0.5; c = 2*0.5*1/1.5 = 2/3
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert m["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_token_dropout_never_touches_padding_and_is_off_at_inference():
+    ids = np.array([[5, 6, 7, 8, 0, 0]] * 200, "int32")
+    layer = blocks.TokenDropout(0.5, seed=1)
+    dropped = np.asarray(layer(ids, training=True))
+    assert (dropped[:, 4:] == 0).all()
+    replaced = (dropped[:, :4] == 1).mean()
+    assert 0.4 < replaced < 0.6
+    assert (np.asarray(layer(ids, training=False)) == ids).all()
