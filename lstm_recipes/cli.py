@@ -15,6 +15,7 @@ import click
 from lstm_recipes.errors import UserError
 
 EXIT_USER_ERROR = 2
+EXIT_FAILURE = 1
 
 
 def _quiet_tensorflow() -> None:
@@ -41,13 +42,17 @@ def _quiet_tensorflow() -> None:
 
 
 def handle_errors(fn):
-    """Turn UserError into a one-line message and exit status 2; Ctrl-C into status 130."""
+    """One-line messages instead of tracebacks: status 2 for bad input (UserError), 1 for any
+    other failure, 130 for Ctrl-C. ``lstm-recipes --debug ...`` re-raises with the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug")
         try:
             return fn(*args, **kwargs)
         except UserError as e:
+            if debug:
+                raise
             click.echo(f"Error: {e}", err=True)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
@@ -55,13 +60,24 @@ def handle_errors(fn):
                 "\nInterrupted. Rerun the same command with the same --run-dir to resume.", err=True
             )
             sys.exit(130)
+        except Exception as e:
+            if debug:
+                raise
+            first_line = (str(e).strip().splitlines() or [""])[0][:500]
+            click.echo(
+                f"Error: {type(e).__name__}: {first_line}\n"
+                "(rerun with `lstm-recipes --debug ...` to see the traceback)",
+                err=True,
+            )
+            sys.exit(EXIT_FAILURE)
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lstm-recipes")
-def main():
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+def main(debug):
     """LSTM recipes for Keras 3: train, evaluate and export sequence models on your data.
 
     A RECIPE is a built-in name (see `lstm-recipes list`) or a path to a recipe .py module.
@@ -268,7 +284,7 @@ def _reopen(run_dir: Path):
 
     module, config, info = training.load_run(run_dir)
     splits = module.load_data(config, info["data"], info.get("test_data"))
-    prep = training._read_json(run_dir / "preprocessing.json")
+    prep = training.read_json(run_dir / "preprocessing.json")
     model = training.load_model(module, config, prep, run_dir)
     info.setdefault("sizes", splits.sizes())
     return module, config, prep, model, splits, info

@@ -36,7 +36,7 @@ def default_run_dir(module: types.ModuleType) -> Path:
     return Path("runs") / recipe_lib.recipe_name(module) / stamp
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -103,8 +103,8 @@ def open_run(module, config, run_dir: Path | None, started: dict) -> tuple[Path,
     run_dir = run_dir or default_run_dir(module)
     config_dict = dataclasses.asdict(config)
     if (run_dir / "run.json").exists():
-        info = _read_json(run_dir / "run.json")
-        saved = _read_json(run_dir / "config.json")
+        info = read_json(run_dir / "run.json")
+        saved = read_json(run_dir / "config.json")
         diff = [
             f"{k}: {saved.get(k)!r} -> {v!r}"
             for k, v in config_dict.items()
@@ -143,9 +143,9 @@ def _jsonable(value):
 
 def load_run(run_dir: Path):
     """(recipe module, config, run info) of an existing run directory."""
-    info = _read_json(run_dir / "run.json")
+    info = read_json(run_dir / "run.json")
     module = recipe_lib.load_recipe(info["recipe"])
-    config = recipe_lib.config_from_dict(module, _read_json(run_dir / "config.json"))
+    config = recipe_lib.config_from_dict(module, read_json(run_dir / "config.json"))
     return module, config, info
 
 
@@ -158,7 +158,7 @@ def preprocessing(module, config, splits, run_dir: Path) -> dict:
     """The run's fitted preprocessing state: fitted on the train split once, then reloaded."""
     path = run_dir / "preprocessing.json"
     if path.exists():
-        return _read_json(path)
+        return read_json(path)
     t0 = time.time()
     prep = module.fit_preprocessing(config, splits.train)
     _write_json(path, prep)

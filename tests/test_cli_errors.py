@@ -81,3 +81,17 @@ def test_evaluate_before_training(tmp_path):
     )
     result = invoke("evaluate", str(run_dir))
     assert result.exit_code == 2 and "expected trained weights" in result.output
+
+
+def test_runtime_failures_exit_1_without_traceback_and_debug_shows_it(tmp_path, monkeypatch):
+    from lstm_recipes import recipe as recipe_lib
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(recipe_lib, "load_recipe", broken)
+    result = invoke("show", "sentiment")
+    assert result.exit_code == 1
+    assert "Error: RuntimeError: disk on fire" in result.output and "--debug" in result.output
+    debug = CliRunner().invoke(main, ["--debug", "show", "sentiment"])
+    assert isinstance(debug.exception, RuntimeError)
