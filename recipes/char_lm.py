@@ -63,6 +63,7 @@ class Config:
     max_chars: int = 0  # use only the first N characters of the data (0: all)
     validation_percent: float = 10.0  # the last N% of the text is held out
     seq_length: int = 100  # window length for truncated backpropagation
+    eval_length: int = 0  # window length for validation and test loss (0: seq_length)
     stateful: bool = False  # carry LSTM state across consecutive windows
     embedding_dim: int = 64  # character embedding width
     units: int = 256  # LSTM units per layer
@@ -144,10 +145,10 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
         text = text[: config.max_chars]
     cut = int(len(text) * (1 - config.validation_percent / 100))
     train, validation = text[:cut], text[cut:]
-    need = 2 * (config.seq_length + 1)
-    if len(train) < need or len(validation) < config.seq_length + 1:
+    need, eval_need = 2 * (config.seq_length + 1), (config.eval_length or config.seq_length) + 1
+    if len(train) < need or len(validation) < eval_need:
         raise UserError(
-            f"expected at least {need} training and {config.seq_length + 1} validation characters "
+            f"expected at least {need} training and {eval_need} validation characters "
             f"(seq_length={config.seq_length}), found {len(train)} and {len(validation)} in {data}"
         )
     test = _read_text(config, test_data) if test_data else validation
@@ -163,6 +164,9 @@ def batches(config: Config, prep: dict, text: str, training: bool) -> tf.data.Da
     """(window, next-character window) pairs; consecutive per batch row when stateful."""
     ids = CharCodec(prep["unit"], prep["vocabulary"]).encode(text)
     length, size = config.seq_length, config.batch_size
+    if not training and config.eval_length and not config.stateful:
+        # Longer windows spend less of the evaluated text warming up from a zero state.
+        length = config.eval_length
     if config.stateful:
         # Row r of batch j continues row r of batch j-1: the text as `size` parallel streams.
         stream = (len(ids) - 1) // size
