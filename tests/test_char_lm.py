@@ -225,3 +225,49 @@ def test_time_budget_and_lr_decay(tmp_path):
     assert result.exit_code == 0, result.output
     assert "time budget of 0.0001 minutes reached" in result.output
     assert len(list(csv.DictReader((run_dir / "history.csv").open()))) == 1
+
+
+def test_data_forms_text_gzip_folder_and_tfds(tmp_path):
+    import gzip
+
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_chars=0"])
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("first part. " * 50, encoding="utf-8")
+    with gzip.open(tmp_path / "texts" / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("second part. " * 50)
+    splits = char_lm.load_data(config, str(tmp_path / "texts"))
+    whole = splits.train + splits.validation
+    assert whole.startswith("first part.") and whole.endswith("second part. ")
+    assert len(splits.validation) == len(whole) - int(len(whole) * 0.9)
+    assert splits.test == splits.validation
+
+    tfds = pytest.importorskip("tensorflow_datasets")
+    short = recipe_lib.resolve_config(char_lm, "tiny", ["seq_length=4"])
+    with tfds.testing.mock_data(num_examples=3):  # three short random texts
+        splits = char_lm.load_data(short, "tfds:tiny_shakespeare")
+    assert len(splits.train) > 0
+
+
+def test_bytes_unit_end_to_end(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("naïve café ünïcödé " * 300, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "char_lm",
+            "--preset",
+            "tiny",
+            "--data",
+            str(path),
+            "--set",
+            "unit=bytes",
+            "--run-dir",
+            str(run_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert json.loads((run_dir / "preprocessing.json").read_text())["unit"] == "bytes"
+    result = CliRunner().invoke(main, ["predict", str(run_dir), "--prompt", "naï", "--chars", "10"])
+    assert result.exit_code == 0 and result.output.startswith("naï")
