@@ -121,6 +121,7 @@ def verify_in_fresh_process(path: Path, samples: dict, expected: dict, atol: flo
         atol: tolerance for float outputs.
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    path = path.resolve()  # the child runs in another folder
     proc = subprocess.run(
         [sys.executable, "-c", _VERIFY_SCRIPT, str(path)],
         input=json.dumps(samples),
@@ -130,8 +131,10 @@ def verify_in_fresh_process(path: Path, samples: dict, expected: dict, atol: flo
         cwd=path.parent,
     )
     if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
         raise RuntimeError(
-            f"the exported model failed to load or run in a fresh process:\n{proc.stderr[-3000:]}"
+            "the exported model failed to load or run in a fresh process: "
+            f"{lines[-1] if lines else 'no error output'}\n{proc.stderr[-3000:]}"
         )
     actual = json.loads(proc.stdout)
     for name, outputs in expected.items():

@@ -30,9 +30,11 @@ def test_recipe_meets_the_contract(name):
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_recipe_runs_tiny_end_to_end(name, tmp_path):
+def test_recipe_runs_tiny_end_to_end(name, tmp_path, monkeypatch):
+    # A relative --run-dir, as users type it (the export check runs in another folder).
+    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    result = CliRunner().invoke(main, ["run", name, "--preset", "tiny", "--run-dir", str(run_dir)])
+    result = CliRunner().invoke(main, ["run", name, "--preset", "tiny", "--run-dir", "run"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics
