@@ -26,7 +26,7 @@ def test_help(command):
         )
 
 
-def test_help_and_list_do_not_import_tensorflow():
+def test_help_and_list_do_not_import_tensorflow(tmp_path):
     # --help and list must stay instant: importing TensorFlow costs 5-9 s.
     code = (
         "import sys\n"
@@ -36,7 +36,10 @@ def test_help_and_list_do_not_import_tensorflow():
         "    assert CliRunner().invoke(main, args).exit_code == 0\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # From another folder: `python -c` in the checkout would import the source tree instead.
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert out.stdout.strip() == "False False"
 
 
