@@ -9,7 +9,7 @@ Run it on the built-in sample (four Shakespeare plays, 535,345 characters):
 
     lstm-recipes run char_lm
 
-Expect validation loss about 1.6 nats/char after a few minutes. On tiny-shakespeare:
+Expect validation loss about 1.47 nats/char in about 6 minutes. On tiny-shakespeare:
 
     lstm-recipes run char_lm --preset shakespeare \
         --data ../shared/data/charlm/tinyshakespeare/input.txt
@@ -62,17 +62,17 @@ class Config:
     text_column: str = "text"  # TFDS feature holding the text
     max_chars: int = 0  # use only the first N characters of the data (0: all)
     validation_percent: float = 10.0  # the last N% of the text is held out
-    seq_length: int = 100  # window length for truncated backpropagation
-    eval_length: int = 0  # window length for validation and test loss (0: seq_length)
+    seq_length: int = 50  # window length for truncated backpropagation
+    eval_length: int = 200  # window length for validation and test loss (0: seq_length)
     stateful: bool = False  # carry LSTM state across consecutive windows
     embedding_dim: int = 64  # character embedding width
     units: int = 256  # LSTM units per layer
     layers: int = 2  # stacked LSTM layers
-    dropout: float = 0.2  # dropout between layers and before the softmax
+    dropout: float = 0.1  # dropout between layers and before the softmax
     batch_size: int = 64  # windows per batch
     epochs: int = 10  # most epochs; early stopping may end sooner
     patience: int = 2  # epochs without validation-loss improvement before stopping
-    learning_rate: float = 2e-3  # Adam learning rate
+    learning_rate: float = 3e-3  # Adam learning rate
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 5.0  # gradient-norm clipping
     max_minutes: float = 0.0  # stop training after this many minutes (0: no limit)
@@ -86,6 +86,7 @@ PRESETS = {
     "tiny": Config(
         max_chars=20000,
         seq_length=32,
+        eval_length=0,
         embedding_dim=8,
         units=16,
         layers=1,
@@ -95,20 +96,7 @@ PRESETS = {
     ),
     "default": Config(),
     # Sized for about 28 minutes of training on 2 CPU cores (the time budget stops it).
-    "shakespeare": Config(
-        units=384,
-        layers=2,
-        embedding_dim=64,
-        dropout=0.1,
-        seq_length=50,
-        eval_length=200,
-        batch_size=64,
-        epochs=40,
-        patience=3,
-        learning_rate=3e-3,
-        lr_decay=0.95,
-        max_minutes=28.0,
-    ),
+    "shakespeare": Config(units=384, epochs=40, patience=3, lr_decay=0.95, max_minutes=28.0),
 }
 
 

@@ -202,7 +202,7 @@ def test_time_budget_and_lr_decay(tmp_path):
     )
     assert result.exit_code == 0, result.output
     rates = [float(r["learning_rate"]) for r in csv.DictReader((run_dir / "history.csv").open())]
-    assert rates == pytest.approx([2e-3, 1e-3, 5e-4])
+    assert rates == pytest.approx([3e-3, 1.5e-3, 7.5e-4])
 
     run_dir = tmp_path / "budget"
     result = CliRunner().invoke(
