@@ -91,6 +91,17 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+def cli_ok(*args: str):
+    """Invoke ``lstm-recipes ARGS`` in-process and insist that it succeeded."""
+    from click.testing import CliRunner
+
+    from lstm_recipes.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
 def cli_command() -> list[str]:
     """The installed ``lstm-recipes`` console script.
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import cli_ok
 
 from lstm_recipes import decoding
 from lstm_recipes import recipe as recipe_lib
@@ -24,24 +25,20 @@ def char_run(tmp_path_factory):
     text = root / "poem.txt"
     text.write_text("the cat sat on the mat. the dog sat on the log.\n" * 200, encoding="utf-8")
     run_dir = root / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "char_lm",
-            "--preset",
-            "tiny",
-            "--data",
-            str(text),
-            "--run-dir",
-            str(run_dir),
-            "--set",
-            "epochs=3",
-            "--set",
-            "max_chars=0",
-        ],
+    cli_ok(
+        "run",
+        "char_lm",
+        "--preset",
+        "tiny",
+        "--data",
+        str(text),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "epochs=3",
+        "--set",
+        "max_chars=0",
     )
-    assert result.exit_code == 0, result.output + repr(result.exception)
     return run_dir
 
 
@@ -161,68 +158,56 @@ def test_too_short_text_is_a_clear_error(tmp_path):
 def test_stateful_training_runs(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("abcdefgh " * 3000, encoding="utf-8")
-    result = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "char_lm",
-            "--preset",
-            "tiny",
-            "--data",
-            str(path),
-            "--set",
-            "stateful=true",
-            "--run-dir",
-            str(tmp_path / "run"),
-        ],
+    cli_ok(
+        "train",
+        "char_lm",
+        "--preset",
+        "tiny",
+        "--data",
+        str(path),
+        "--set",
+        "stateful=true",
+        "--run-dir",
+        str(tmp_path / "run"),
     )
-    assert result.exit_code == 0, result.output + repr(result.exception)
 
 
 def test_time_budget_and_lr_decay(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("abcdefgh " * 3000, encoding="utf-8")
     run_dir = tmp_path / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "char_lm",
-            "--preset",
-            "tiny",
-            "--data",
-            str(path),
-            "--set",
-            "epochs=3",
-            "--set",
-            "lr_decay=0.5",
-            "--run-dir",
-            str(run_dir),
-        ],
+    result = cli_ok(
+        "train",
+        "char_lm",
+        "--preset",
+        "tiny",
+        "--data",
+        str(path),
+        "--set",
+        "epochs=3",
+        "--set",
+        "lr_decay=0.5",
+        "--run-dir",
+        str(run_dir),
     )
-    assert result.exit_code == 0, result.output
     rates = [float(r["learning_rate"]) for r in csv.DictReader((run_dir / "history.csv").open())]
     assert rates == pytest.approx([3e-3, 1.5e-3, 7.5e-4])
 
     run_dir = tmp_path / "budget"
-    result = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "char_lm",
-            "--preset",
-            "tiny",
-            "--data",
-            str(path),
-            "--set",
-            "epochs=50",
-            "--set",
-            "max_minutes=0.0001",
-            "--run-dir",
-            str(run_dir),
-        ],
+    result = cli_ok(
+        "train",
+        "char_lm",
+        "--preset",
+        "tiny",
+        "--data",
+        str(path),
+        "--set",
+        "epochs=50",
+        "--set",
+        "max_minutes=0.0001",
+        "--run-dir",
+        str(run_dir),
     )
-    assert result.exit_code == 0, result.output
     assert "time budget of 0.0001 minutes reached" in result.output
     assert len(list(csv.DictReader((run_dir / "history.csv").open()))) == 1
 
@@ -252,22 +237,18 @@ def test_bytes_unit_end_to_end(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("naïve café ünïcödé " * 300, encoding="utf-8")
     run_dir = tmp_path / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "char_lm",
-            "--preset",
-            "tiny",
-            "--data",
-            str(path),
-            "--set",
-            "unit=bytes",
-            "--run-dir",
-            str(run_dir),
-        ],
+    result = cli_ok(
+        "run",
+        "char_lm",
+        "--preset",
+        "tiny",
+        "--data",
+        str(path),
+        "--set",
+        "unit=bytes",
+        "--run-dir",
+        str(run_dir),
     )
-    assert result.exit_code == 0, result.output + repr(result.exception)
     assert json.loads((run_dir / "preprocessing.json").read_text())["unit"] == "bytes"
     result = CliRunner().invoke(main, ["predict", str(run_dir), "--prompt", "naï", "--chars", "10"])
     assert result.exit_code == 0 and result.output.startswith("naï")
