@@ -60,34 +60,17 @@ def reviews_csv(tmp_path) -> Path:
     return write_csv(tmp_path / "reviews.csv", make_reviews(300))
 
 
+# The tiny run's settings; a test that reruns that run must pass exactly these.
+TINY_RUN_SETTINGS = ["--preset", "tiny", "--set", "epochs=6", "--set", "learning_rate=0.01"]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished tiny sentiment run (trained, evaluated, exported) on generated reviews."""
-    from click.testing import CliRunner
-
-    from lstm_recipes.cli import main
-
     root = tmp_path_factory.mktemp("tiny_run")
     data = write_csv(root / "reviews.csv", make_reviews(400))
     run_dir = root / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "sentiment",
-            "--preset",
-            "tiny",
-            "--data",
-            str(data),
-            "--run-dir",
-            str(run_dir),
-            "--set",
-            "epochs=6",
-            "--set",
-            "learning_rate=0.01",
-        ],
-    )
-    assert result.exit_code == 0, result.output + repr(result.exception)
+    cli_ok("run", "sentiment", *TINY_RUN_SETTINGS, "--data", str(data), "--run-dir", str(run_dir))
     return run_dir
 
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_RUN_SETTINGS, cli_ok
 
 from lstm_recipes.cli import main
 
@@ -145,24 +146,9 @@ def test_rerunning_a_finished_run_reuses_it(tiny_run, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(tiny_run, run_dir)
     history = (run_dir / "history.csv").read_text()
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "sentiment",
-            "--preset",
-            "tiny",
-            "--data",
-            info["data"],
-            "--run-dir",
-            str(run_dir),
-            "--set",
-            "epochs=6",
-            "--set",
-            "learning_rate=0.01",
-        ],
+    result = cli_ok(
+        "run", "sentiment", *TINY_RUN_SETTINGS, "--data", info["data"], "--run-dir", str(run_dir)
     )
-    assert result.exit_code == 0, result.output
     assert "training already finished" in result.output
     assert (run_dir / "history.csv").read_text() == history
     assert (run_dir / "export" / "2").exists()
