@@ -242,6 +242,284 @@ class TokenDropout(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "oov_id": self.oov_id, "seed": self.seed}
 
 
+class Attention(layers.Layer):
+    """Attention of decoder outputs (queries) over an encoder memory, with padding masked out.
+
+    Args:
+        kind: ``dot`` (Luong: ``q . m``; query and memory widths must match), ``general``
+            (Luong: ``q W m``) or ``additive`` (Bahdanau: ``v . tanh(W q + U m)``).
+        units: width of the additive score's hidden layer (``additive`` only; default: the
+            query width).
+    """
+
+    KINDS = ("dot", "general", "additive")
+
+    def __init__(self, kind: str = "general", units: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in self.KINDS:
+            raise ValueError(f"expected attention in {self.KINDS}, got {kind!r}")
+        self.kind, self.units = kind, units
+        # The memory arrives masked; the mask is taken as the explicit memory_mask argument.
+        self.supports_masking = True
+
+    def build(self, query_shape, memory_shape):
+        query_dim, memory_dim = query_shape[-1], memory_shape[-1]
+        if self.kind == "dot" and query_dim != memory_dim:
+            raise ValueError(
+                f"dot attention needs equal query and memory widths, got {query_dim} and "
+                f"{memory_dim}; use general or additive attention"
+            )
+        if self.kind == "general":
+            self.memory_proj = layers.Dense(query_dim, use_bias=False, name="memory_proj")
+            self.memory_proj.build(memory_shape)
+        elif self.kind == "additive":
+            units = self.units or query_dim
+            self.memory_proj = layers.Dense(units, use_bias=False, name="memory_proj")
+            self.memory_proj.build(memory_shape)
+            self.query_proj = layers.Dense(units, name="query_proj")
+            self.query_proj.build(query_shape)
+            self.score_proj = layers.Dense(1, use_bias=False, name="score_proj")
+            self.score_proj.build((*query_shape[:-1], units))
+
+    def keys(self, memory):
+        """What the scores compare queries with, computed once per source (not per step)."""
+        return memory if self.kind == "dot" else self.memory_proj(memory)
+
+    def call(self, query, memory, memory_mask=None, keys=None):
+        """(context (batch, T, memory width), weights (batch, T, S)) for queries (batch, T, d)."""
+        keys = self.keys(memory) if keys is None else keys
+        if self.kind == "additive":
+            hidden = ops.tanh(ops.expand_dims(self.query_proj(query), 2) + ops.expand_dims(keys, 1))
+            scores = ops.squeeze(self.score_proj(hidden), -1)
+        else:
+            scores = ops.einsum("btd,bsd->bts", query, keys)
+        if memory_mask is not None:
+            keep = ops.expand_dims(ops.cast(memory_mask, "bool"), 1)
+            scores = ops.where(keep, scores, ops.cast(-1e9, scores.dtype))
+        weights = ops.softmax(scores, axis=-1)
+        return ops.einsum("bts,bsd->btd", weights, memory), weights
+
+    def compute_mask(self, query, memory, memory_mask=None, keys=None, mask=None):
+        return None
+
+    def compute_output_spec(self, query, memory, memory_mask=None, keys=None):
+        batch, steps = query.shape[0], query.shape[1]
+        return (
+            keras.KerasTensor((batch, steps, memory.shape[-1]), dtype=query.dtype),
+            keras.KerasTensor((batch, steps, memory.shape[1]), dtype=query.dtype),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "units": self.units}
+
+
+class AttentionDecoder(layers.Layer):
+    """An LSTM decoder with attention after the LSTM (Luong et al. 2015), step-able for search.
+
+    target embedding -> stacked unidirectional LSTM (the fast kernel: no input feeding) ->
+    attention over the memory -> ``tanh(W [h; context])`` -> dropout -> vocabulary logits.
+
+    ``call([target_in, memory, memory_mask, h, c])`` runs teacher-forced over whole target
+    sequences (every layer starts from ``[h, c]``); ``decode`` also returns the attention weights
+    and final states; ``step`` feeds one token per row, for ``decoding.greedy``/``beam_search``.
+
+    Args:
+        vocab_size: target vocabulary size (id 0 pads).
+        embedding_dim: target embedding width.
+        units: LSTM units (and width of the attentional vector).
+        num_layers: stacked LSTM layers.
+        attention: ``dot``, ``general`` or ``additive`` (see ``Attention``).
+        dropout: dropout on embeddings, between layers and before the logits.
+        logits_dtype: dtype policy of the vocabulary projection, the costliest matmul (e.g.
+            ``mixed_bfloat16``: bfloat16 compute, float32 weights; 2.4x faster on CPUs with
+            AMX/AVX512-BF16); None follows the layer's policy.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        units: int,
+        num_layers: int = 1,
+        attention: str = "general",
+        dropout: float = 0.0,
+        logits_dtype: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
+        self.num_layers, self.attention_kind, self.dropout_rate = num_layers, attention, dropout
+        self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.lstm = StackedLSTM(
+            units, num_layers, bidirectional=False, dropout=dropout, name="lstm"
+        )
+        self.attention = Attention(attention, name="attention")
+        self.combine = layers.Dense(units, activation="tanh", name="attentional")
+        self.drop = layers.Dropout(dropout)
+        self.logits_dtype = logits_dtype
+        self.logits = layers.Dense(vocab_size, name="logits", dtype=logits_dtype)
+        # The memory arrives masked; the masks used are the explicit memory_mask and target ids.
+        self.supports_masking = True
+
+    def build(self, input_shapes):
+        target_shape, memory_shape = input_shapes[0], input_shapes[1]
+        self.embedding.build(target_shape)
+        self.lstm.build((*target_shape, self.embedding_dim))
+        query_shape = (*target_shape, self.units)
+        self.attention.build(query_shape, memory_shape)
+        self.combine.build((*target_shape, self.units + memory_shape[-1]))
+        self.logits.build(query_shape)
+        self.built = True
+
+    def decode(self, target_in, memory, memory_mask, states, training=None, keys=None):
+        """(logits, attention weights, final per-layer states) for teacher-forced targets.
+
+        Args:
+            target_in: (batch, T) int target ids, 0 padding.
+            memory: (batch, S, d) encoder outputs.
+            memory_mask: (batch, S) True on real source steps.
+            states: ``[[h, c], ...]``, one pair per layer.
+            training: dropout on or off.
+            keys: ``attention.keys(memory)`` when already computed.
+        """
+        mask = ops.not_equal(target_in, 0)
+        x = self.drop(self.embedding(target_in), training=training)
+        out, states = self.lstm.run(x, mask=mask, training=training, initial_states=states)
+        context, weights = self.attention(out, memory, memory_mask, keys=keys)
+        attentional = self.combine(ops.concatenate([out, context], -1))
+        logits = self.logits(self.drop(attentional, training=training))
+        return logits, weights, states
+
+    def call(self, inputs, training=None):
+        target_in, memory, memory_mask, h, c = inputs
+        states = [[h, c] for _ in range(self.num_layers)]
+        return self.decode(target_in, memory, memory_mask, states, training)[0]
+
+    def step(self, tokens, states, memory, keys, memory_mask):
+        """(logits (batch, V), new states) for one input token per row.
+
+        Args:
+            tokens: (batch,) int token ids.
+            states: ``[[h, c], ...]``.
+            memory, keys, memory_mask: from the encoder (``keys = attention.keys(memory)``).
+        """
+        x = self.embedding(ops.expand_dims(tokens, 1))
+        out, states = self.lstm.run(x, training=False, initial_states=states)
+        context, _ = self.attention(out, memory, memory_mask, keys=keys)
+        logits = self.logits(self.combine(ops.concatenate([out, context], -1)))
+        return logits[:, 0], states
+
+    def compute_output_shape(self, input_shapes):
+        return (*input_shapes[0], self.vocab_size)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "num_layers": self.num_layers,
+            "attention": self.attention_kind,
+            "dropout": self.dropout_rate,
+            "logits_dtype": self.logits_dtype,
+        }
+
+
+class CharEncoder(layers.Layer):
+    """One feature vector per word from its characters: a CNN with max pooling over the
+    characters (Ma & Hovy 2016) or the final states of a BiLSTM (Lample et al. 2016).
+
+    Input (batch, words, chars) int ids, 0 padding; output (batch, words, units) for ``cnn``,
+    (batch, words, 2 * units) for ``lstm``. A padding word gets zeros (cnn).
+
+    Args:
+        vocab_size: character vocabulary size (0 pads).
+        dim: character embedding width.
+        units: CNN filters, or LSTM units per direction.
+        kind: ``cnn`` or ``lstm``.
+        kernel_size: CNN window in characters.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        units: int,
+        kind: str = "cnn",
+        kernel_size: int = 3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if kind not in ("cnn", "lstm"):
+            raise ValueError(f"expected a char encoder in ('cnn', 'lstm'), got {kind!r}")
+        self.vocab_size, self.dim, self.units = vocab_size, dim, units
+        self.kind, self.kernel_size = kind, kernel_size
+        self.embedding = layers.Embedding(vocab_size, dim, name="char_embedding")
+        if kind == "cnn":
+            self.encoder = layers.Conv1D(
+                units, kernel_size, padding="same", activation="relu", name="char_cnn"
+            )
+        else:
+            self.encoder = layers.Bidirectional(layers.LSTM(units), name="char_lstm")
+
+    def build(self, input_shape):
+        self.embedding.build((None, input_shape[-1]))
+        self.encoder.build((None, input_shape[-1], self.dim))
+        self.built = True
+
+    def call(self, chars):
+        shape = ops.shape(chars)
+        flat = ops.reshape(chars, (-1, chars.shape[-1]))
+        mask = ops.not_equal(flat, 0)
+        x = self.embedding(flat)
+        if self.kind == "cnn":
+            h = self.encoder(x)
+            m = ops.expand_dims(mask, -1)
+            h = ops.max(ops.where(m, h, ops.cast(-1e9, h.dtype)), axis=1)
+            h = ops.where(ops.any(m, axis=1), h, ops.zeros_like(h))
+        else:
+            # A padding word has no characters; one unmasked step keeps the kernel well-defined.
+            first = ops.arange(ops.shape(mask)[1]) == 0
+            h = self.encoder(x, mask=ops.logical_or(mask, first))
+        return ops.reshape(h, (shape[0], shape[1], h.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        width = self.units * (1 if self.kind == "cnn" else 2)
+        return (*input_shape[:-1], width)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "dim": self.dim,
+            "units": self.units,
+            "kind": self.kind,
+            "kernel_size": self.kernel_size,
+        }
+
+
+class DropMask(layers.Layer):
+    """Pass inputs through without their Keras mask.
+
+    For outputs whose padding is handled by the loss (``ignore_class``): Keras would also turn
+    a propagated mask into sample weights, and the two together fail to broadcast.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        # A new tensor: the input tensor object itself carries its mask as an attribute.
+        return ops.copy(inputs)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
 def sequence_summary(x, mode: str, encoder_kwargs: dict):
     """Helper for many-to-one models: encode a masked sequence and pool it to one vector.
 
@@ -262,3 +540,7 @@ def sequence_summary(x, mode: str, encoder_kwargs: dict):
 keras.saving.register_keras_serializable(package="lstm_recipes")(StackedLSTM)
 keras.saving.register_keras_serializable(package="lstm_recipes")(MaskedPooling)
 keras.saving.register_keras_serializable(package="lstm_recipes")(TokenDropout)
+keras.saving.register_keras_serializable(package="lstm_recipes")(Attention)
+keras.saving.register_keras_serializable(package="lstm_recipes")(AttentionDecoder)
+keras.saving.register_keras_serializable(package="lstm_recipes")(CharEncoder)
+keras.saving.register_keras_serializable(package="lstm_recipes")(DropMask)

@@ -46,3 +46,148 @@ def classification_metrics(y_true, y_pred, class_names: list[str]) -> dict:
         },
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def translation_scores(hypotheses: list[str], references: list[list[str]], lowercase: bool) -> dict:
+    """Corpus BLEU and chrF from ``sacrebleu`` (its standard 13a tokenization).
+
+    Args:
+        hypotheses: one system output per sentence.
+        references: one or more reference lists, each parallel to ``hypotheses``.
+        lowercase: compare case-insensitively.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu = BLEU(lowercase=lowercase).corpus_score(hypotheses, references)
+    chrf = CHRF(lowercase=lowercase).corpus_score(hypotheses, references)
+    return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2), "bleu_detail": str(bleu)}
+
+
+def masked_accuracy(y_true, logits):
+    """Keras metric: accuracy of the argmax over the real (non-zero) target tokens only.
+
+    Returns one value per row (the mean over its real tokens) so Keras's running mean weighs
+    rows; rows are similar in length within a bucketed batch.
+    """
+    from keras import ops
+
+    mask = ops.cast(ops.not_equal(y_true, 0), "float32")
+    hits = ops.cast(ops.equal(ops.cast(y_true, "int32"), ops.argmax(logits, -1)), "float32")
+    return ops.sum(hits * mask, -1) / ops.maximum(ops.sum(mask, -1), 1.0)
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    # "B-NP" -> ("B", "NP"); "O" -> ("O", ""); a tag without a prefix is its own type.
+    if tag == "O":
+        return "O", ""
+    prefix, dash, kind = tag.partition("-")
+    if dash and prefix in ("B", "I", "E", "S"):
+        return prefix, kind
+    return "I", tag
+
+
+def _end_of_chunk(prev_tag, tag, prev_type, kind) -> bool:
+    # conlleval's rules, extended with BIOES's E and S as in its common Python port.
+    return (
+        prev_tag in ("E", "S")
+        or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
+        or (prev_tag != "O" and prev_type != kind)
+    )
+
+
+def _start_of_chunk(prev_tag, tag, prev_type, kind) -> bool:
+    return (
+        tag in ("B", "S")
+        or (prev_tag in ("E", "S", "O") and tag in ("E", "I"))
+        or (tag != "O" and prev_type != kind)
+    )
+
+
+def chunks(tags: list[str]) -> set[tuple[int, int, str]]:
+    """(start, end exclusive, type) of every chunk in one sentence's tags, with conlleval's
+    semantics: IOB1, IOB2 (BIO), IOE and BIOES all read correctly.
+
+    Args:
+        tags: e.g. ``["B-NP", "I-NP", "O", "B-VP"]``.
+    """
+    found, start = set(), None
+    prev_tag, prev_type = "O", ""
+    for i, raw in enumerate([*tags, "O"]):
+        tag, kind = _split_tag(raw)
+        if start is not None and _end_of_chunk(prev_tag, tag, prev_type, kind):
+            found.add((start, i, prev_type))
+            start = None
+        if _start_of_chunk(prev_tag, tag, prev_type, kind):
+            start = i
+        prev_tag, prev_type = tag, kind
+    return found
+
+
+def chunk_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:
+    """Chunk precision, recall and F1 (in %, like conlleval), overall and per chunk type.
+
+    A chunk counts as correct when its start, end and type all match the gold chunk's.
+
+    Args:
+        gold: gold tags, one list per sentence.
+        predicted: predicted tags, parallel to ``gold``.
+    """
+    counts: dict[str, list[int]] = {}  # type -> [correct, predicted, gold]
+    for g, p in zip(gold, predicted):
+        gold_chunks, pred_chunks = chunks(g), chunks(p)
+        for kind in {c[2] for c in gold_chunks | pred_chunks}:
+            c = counts.setdefault(kind, [0, 0, 0])
+            c[0] += len({x for x in gold_chunks & pred_chunks if x[2] == kind})
+            c[1] += len([x for x in pred_chunks if x[2] == kind])
+            c[2] += len([x for x in gold_chunks if x[2] == kind])
+
+    def prf(correct, guessed, truth):
+        precision = 100.0 * correct / guessed if guessed else 0.0
+        recall = 100.0 * correct / truth if truth else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1, "support": truth}
+
+    total = [sum(c[i] for c in counts.values()) for i in range(3)]
+    return {**prf(*total), "per_type": {k: prf(*v) for k, v in sorted(counts.items())}}
+
+
+def segments(labels) -> list[tuple[int, int, str]]:
+    """Maximal runs of one label: (start, end exclusive, label)."""
+    runs, start = [], 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((start, i, labels[start]))
+            start = i
+    return runs
+
+
+def segment_f1(gold: list, predicted: list, overlap: float = 0.5) -> float:
+    """Segmental F1@overlap (Lea et al. 2017): a predicted run is a hit when it overlaps an
+    unmatched gold run of the same label with intersection-over-union >= ``overlap``.
+
+    Args:
+        gold: gold labels, one sequence per recording.
+        predicted: predicted labels, parallel to ``gold``.
+        overlap: IoU threshold.
+    """
+    hits = guessed = truth = 0
+    for g, p in zip(gold, predicted):
+        gold_runs, pred_runs = segments(list(g)), segments(list(p))
+        truth += len(gold_runs)
+        guessed += len(pred_runs)
+        used = [False] * len(gold_runs)
+        for start, end, label in pred_runs:
+            best, best_iou = -1, 0.0
+            for j, (gs, ge, gl) in enumerate(gold_runs):
+                if gl != label or used[j]:
+                    continue
+                inter = min(end, ge) - max(start, gs)
+                iou = inter / (max(end, ge) - min(start, gs)) if inter > 0 else 0.0
+                if iou > best_iou:
+                    best, best_iou = j, iou
+            if best >= 0 and best_iou >= overlap:
+                used[best] = True
+                hits += 1
+    precision = hits / guessed if guessed else 0.0
+    recall = hits / truth if truth else 0.0
+    return 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0

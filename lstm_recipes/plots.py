@@ -70,3 +70,27 @@ def confusion_matrix(matrix, class_names: list[str], out: Path, title: str = "")
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def attention_map(weights, source_tokens: list[str], output_tokens: list[str], out: Path) -> Path:
+    """A heatmap of attention weights: one row per output token, one column per source token.
+
+    Args:
+        weights: (len(output_tokens), len(source_tokens)) attention weights.
+        source_tokens: column labels.
+        output_tokens: row labels.
+        out: PNG path to write.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(
+        figsize=(1.0 + 0.45 * len(source_tokens), 1.0 + 0.4 * len(output_tokens))
+    )
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
+    ax.set_yticks(range(len(output_tokens)), output_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

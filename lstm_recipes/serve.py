@@ -58,9 +58,17 @@ def predict(model_dir: Path, inputs: list[str], signature: str = "serving_defaul
         )
     fn = loaded.signatures[signature]
     specs = fn.structured_input_signature[1]
-    if len(specs) != 1 or next(iter(specs.values())).dtype != tf.string:
+    if not _takes_strings(specs) and signature == "serving_default":
+        # A tagger's serving_default takes token grids; its text signature takes lines.
+        for other in loaded.signatures.values():
+            if _takes_strings(other.structured_input_signature[1]):
+                fn, specs = other, other.structured_input_signature[1]
+                break
+    if not _takes_strings(specs):
         wanted = ", ".join(f"{k}: {v.dtype.name}{list(v.shape)}" for k, v in specs.items())
-        raise UserError(f"signature {signature!r} takes ({wanted}); predict feeds one string input")
+        raise UserError(
+            f"signature {signature!r} takes ({wanted}); predict feeds one string per input line"
+        )
     (name,) = specs
     outputs = fn(**{name: tf.constant(inputs, tf.string)})
     rows = [{name: text} for text in inputs]
@@ -68,7 +76,19 @@ def predict(model_dir: Path, inputs: list[str], signature: str = "serving_defaul
         array = value.numpy()
         for row, item in zip(rows, array):
             row[key] = _plain(item)
+            if isinstance(row[key], list) and row[key] and isinstance(row[key][0], str):
+                # Per-token outputs are padded to the longest line of the batch with "".
+                while row[key] and row[key][-1] == "":
+                    row[key].pop()
     return rows
+
+
+def _takes_strings(specs: dict) -> bool:
+    # One input, a batch of strings: what predict can feed from arguments or lines.
+    if len(specs) != 1:
+        return False
+    spec = next(iter(specs.values()))
+    return spec.dtype == tf.string and spec.shape.rank == 1
 
 
 def _plain(item):

@@ -40,5 +40,7 @@ def test_recipe_runs_tiny_end_to_end(name, tmp_path, monkeypatch):
     assert metrics
     meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
     module = recipe_lib.load_recipe(name)
-    assert set(meta["signatures"]) == set(module.SIGNATURES)
+    # A recipe with several input kinds exports the signatures of the kind it was trained on.
+    assert "serving_default" in meta["signatures"]
+    assert set(meta["signatures"]) <= set(module.SIGNATURES)
     assert (run_dir / "model_card.md").exists()

@@ -62,3 +62,21 @@ def test_imdb_preset_reaches_088(tmp_path):
     )
     assert metrics["examples"] == 25000
     assert metrics["accuracy"] >= 0.88, metrics["accuracy"]
+
+
+SPA_ENG = SHARED_DATA / "translation" / "spa-eng" / "spa-eng.zip"
+
+
+def test_translation_builtin_dates(tmp_path):
+    metrics = run(["run", "translation"], tmp_path)
+    assert metrics["exact_match_beam"] >= 0.95, metrics["exact_match_beam"]
+
+
+@pytest.mark.skipif(
+    not SPA_ENG.exists(), reason=f"real data not found at {SPA_ENG} (set LSTM_RECIPES_DATA)"
+)
+def test_translation_spa_eng_reaches_bleu_35(tmp_path):
+    # 42-minute training budget in the preset; the time is recorded in benchmarks/RESULTS.md.
+    metrics = run(["run", "translation", "--preset", "spa-eng", "--data", str(SPA_ENG)], tmp_path)
+    assert metrics["pairs"] == 2000
+    assert metrics["bleu_beam"] >= 35.0, metrics["bleu_beam_detail"]

@@ -24,26 +24,64 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(text, _KEEP_PUNCT, r" \1 ")
 
 
-def fit_vocabulary(texts: list[str], max_tokens: int) -> list[str]:
+def split_punctuation(text: tf.Tensor) -> tf.Tensor:
+    """Keep case and every character; put each punctuation mark in a token of its own.
+
+    For translation, where the output's punctuation matters (``¿Dónde está?``). Apostrophes stay
+    inside words (``don't``).
+
+    Args:
+        text: a string tensor.
+    """
+    return tf.strings.regex_replace(text, r"([^\pL\pN\pM\s'])", r" \1 ")
+
+
+def split_punctuation_lower(text: tf.Tensor) -> tf.Tensor:
+    """``split_punctuation`` after lowercasing.
+
+    Args:
+        text: a string tensor.
+    """
+    return split_punctuation(tf.strings.lower(text, encoding="utf-8"))
+
+
+def detokenize(text: tf.Tensor) -> tf.Tensor:
+    """Undo ``split_punctuation``'s spaces for space-joined tokens: ``¿ dónde ?`` -> ``¿dónde?``.
+
+    Args:
+        text: a string tensor of space-joined tokens.
+    """
+    text = tf.strings.regex_replace(text, r" ([.,!?;:%)\]}»…])", r"\1")
+    text = tf.strings.regex_replace(text, r"([¿¡(\[{«]) ", r"\1")
+    # 2024 - 03 - 05 -> 2024-03-05; e - mail -> e-mail.
+    return tf.strings.regex_replace(text, r"([\pL\pN]) ([-/]) ([\pL\pN])", r"\1\2\3")
+
+
+def fit_vocabulary(texts: list[str], max_tokens: int, standardize=standardize) -> list[str]:
     """The most frequent tokens of ``texts`` after ``standardize`` (no padding or OOV entries).
 
     Args:
         texts: training texts only.
         max_tokens: vocabulary size including the padding and OOV ids.
+        standardize: the text -> text function applied before splitting on whitespace.
     """
     vectorizer = layers.TextVectorization(max_tokens=max_tokens, standardize=standardize)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
     return vectorizer.get_vocabulary()[2:]
 
 
-def make_vectorizer(vocabulary: list[str]) -> layers.TextVectorization:
+def make_vectorizer(
+    vocabulary: list[str], standardize=standardize, name: str = "vectorizer"
+) -> layers.TextVectorization:
     """A TextVectorization layer with a saved vocabulary: id 0 pads, id 1 is out-of-vocabulary.
 
     Args:
         vocabulary: tokens as returned by ``fit_vocabulary``.
+        standardize: the same function the vocabulary was fitted with.
+        name: layer name.
     """
     return layers.TextVectorization(
-        standardize=standardize, vocabulary=vocabulary, ragged=True, name="vectorizer"
+        standardize=standardize, vocabulary=vocabulary, ragged=True, name=name
     )
 
 

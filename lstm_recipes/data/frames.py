@@ -1,0 +1,221 @@
+"""Float frame sequences with one label per frame: sensor recordings, video features.
+
+A sequence is ``Recording(frames (T, F) float32, labels (T,) str, name, group)``; ``group`` (a
+subject, a session) keeps related sequences in the same split. Readers are NumPy and Python
+only, so bad input is reported before TensorFlow starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.resources
+import io
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+
+from lstm_recipes.data import files
+from lstm_recipes.errors import UserError
+
+
+@dataclasses.dataclass
+class Recording:
+    """One sequence of frames and its per-frame labels.
+
+    Args:
+        frames: (steps, features) float32.
+        labels: (steps,) label strings.
+        name: where it came from.
+        group: sequences of one group share a split (e.g. one subject's recordings).
+    """
+
+    frames: np.ndarray
+    labels: np.ndarray
+    name: str
+    group: str
+
+
+def builtin_watch(seed: int = 0) -> tuple[list[Recording], list[str]]:
+    """The bundled smartwatch recordings, each subject's 14 joined in a seeded random order.
+
+    One long sequence per subject (about 12,000 frames at 25 Hz), in which the exercise changes
+    every 30-100 seconds; 6 channels. Returns (recordings, channel names).
+
+    Args:
+        seed: order of the recordings within each subject's sequence.
+    """
+    resource = importlib.resources.files("lstm_recipes.recipes") / "data/watch.npz"
+    with importlib.resources.as_file(resource) as path, np.load(path) as data:
+        frames = data["frames"].astype(np.float32)
+        ends = np.cumsum(data["lengths"])
+        parts = np.split(frames, ends[:-1])
+        names = [str(n) for n in data["label_names"]]
+        labels, subjects = data["label"], data["subject"]
+        channels = [str(c) for c in data["channel_names"]]
+    rng = random.Random(seed)
+    recordings = []
+    for subject in sorted(set(subjects.tolist())):
+        order = [i for i in range(len(parts)) if subjects[i] == subject]
+        rng.shuffle(order)
+        x = np.concatenate([parts[i] for i in order])
+        y = np.concatenate([np.full(len(parts[i]), names[labels[i]]) for i in order])
+        recordings.append(Recording(x, y, f"subject {subject}", f"subject {subject}"))
+    return recordings, channels
+
+
+def _float(value: str, where: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"{where}: expected a number, found {value!r}") from None
+
+
+def read_long_csv(
+    path: Path,
+    sequence_column: str = "sequence_id",
+    step_column: str = "step",
+    label_column: str = "label",
+    group_column: str = "",
+) -> tuple[list[Recording], list[str]]:
+    """Sequences from one long CSV: ``sequence_id, step, feature..., label`` per frame.
+
+    Every other column is a feature. Rows may come in any order; steps are sorted within each
+    sequence. Returns (recordings, feature names).
+
+    Args:
+        path: the file (``.gz`` too).
+        sequence_column: the column naming each frame's sequence.
+        step_column: the column ordering frames within a sequence.
+        label_column: the column of frame labels.
+        group_column: optional column that groups sequences for splitting (default: none).
+    """
+    text = files.read_text(path)
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise UserError(f"{path} is empty; expected a header and at least one row")
+    needed = [sequence_column, step_column, label_column] + ([group_column] if group_column else [])
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise UserError(
+            f"expected columns {', '.join(needed)} in {path}; missing {', '.join(missing)}, "
+            f"found {', '.join(header)} (choose others with --set)"
+        )
+    features = [c for c in header if c not in needed]
+    if not features:
+        raise UserError(f"{path}: expected at least one feature column besides {needed}")
+    index = {c: header.index(c) for c in header}
+    rows: dict[str, list] = {}
+    groups: dict[str, str] = {}
+    for number, row in enumerate(reader, 2):
+        if not row:
+            continue
+        where = f"{path}:{number}"
+        if len(row) != len(header):
+            raise UserError(
+                f"{where}: expected {len(header)} fields like the header, found {len(row)}"
+            )
+        seq = row[index[sequence_column]]
+        step = _float(row[index[step_column]], where)
+        values = [_float(row[index[c]], where) for c in features]
+        rows.setdefault(seq, []).append((step, values, row[index[label_column]]))
+        groups[seq] = row[index[group_column]] if group_column else seq
+    if not rows:
+        raise UserError(f"{path} has a header but no rows")
+    recordings = []
+    for seq, items in rows.items():
+        items.sort(key=lambda item: item[0])
+        x = np.array([v for _, v, _ in items], np.float32)
+        y = np.array([label for _, _, label in items])
+        recordings.append(Recording(x, y, f"{path.name}:{seq}", groups[seq]))
+    return recordings, features
+
+
+def _read_sequence_file(path: Path, label_column: str) -> tuple[Recording, list[str]]:
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "frames" not in data or "labels" not in data:
+                    raise UserError(
+                        f"expected arrays 'frames' and 'labels' in {path}, found "
+                        f"{', '.join(data.files) or 'none'}"
+                    )
+                x = np.asarray(data["frames"], np.float32)
+                y = np.asarray(data["labels"]).astype(str)
+        except (ValueError, OSError) as e:
+            raise UserError(f"cannot read {path} as NumPy .npz: {e}") from None
+        if x.ndim != 2 or y.shape != (len(x),):
+            raise UserError(
+                f"{path}: expected frames (steps, features) and labels (steps,), found "
+                f"{x.shape} and {y.shape}"
+            )
+        names = [f"f{i}" for i in range(x.shape[1])]
+    else:
+        rows = files.read_table(path, [label_column])
+        names = [c for c in rows[0] if c not in (label_column, "step")]
+        if not names:
+            raise UserError(f"{path}: expected feature columns besides {label_column!r}")
+        if "step" in rows[0]:
+            rows.sort(key=lambda r: _float(r["step"], str(path)))
+        x = np.array(
+            [[_float(r[c], f"{path}:{n}") for c in names] for n, r in enumerate(rows, 2)],
+            np.float32,
+        )
+        y = np.array([r[label_column] for r in rows])
+    return Recording(x, y, path.name, path.stem), names
+
+
+def read_sequence_folder(path: Path, label_column: str = "label") -> tuple[list[Recording], list]:
+    """One sequence per ``.csv`` (``feature..., label``, optional ``step``) or ``.npz``
+    (arrays ``frames`` (T, F) and ``labels`` (T,)) file in a folder.
+
+    Args:
+        path: the folder.
+        label_column: the label column of the CSV files.
+    """
+    found = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".npz"))
+    if not found:
+        raise UserError(f"expected .csv or .npz sequence files in {path}, found none")
+    recordings, names = [], None
+    for file in found:
+        recording, file_names = _read_sequence_file(file, label_column)
+        if names is not None and len(file_names) != len(names):
+            raise UserError(
+                f"{file}: expected {len(names)} features like {found[0].name}, found "
+                f"{len(file_names)}"
+            )
+        names = names or file_names
+        recordings.append(recording)
+    return recordings, names
+
+
+def split_groups(recordings: list[Recording], fractions: tuple, seed: int) -> list[list]:
+    """Recordings split by group with a fixed seed: no group is in two splits.
+
+    Args:
+        recordings: all recordings.
+        fractions: share of groups for each split but the last (e.g. test, validation).
+        seed: the same seed gives the same split.
+    """
+    groups = sorted({r.group for r in recordings})
+    random.Random(seed).shuffle(groups)
+    parts, start = [], 0
+    for fraction in fractions:
+        take = max(1, math.floor(fraction * len(groups) + 0.5)) if fraction > 0 else 0
+        parts.append(set(groups[start : start + take]))
+        start += take
+    parts.append(set(groups[start:]))
+    return [[r for r in recordings if r.group in part] for part in parts]
+
+
+def windows(x: np.ndarray, length: int, stride: int) -> list[tuple[int, int]]:
+    """(start, end) of windows of ``length`` every ``stride`` steps covering all of ``x``."""
+    if len(x) <= length:
+        return [(0, len(x))]
+    starts = list(range(0, len(x) - length + 1, stride))
+    if starts[-1] + length < len(x):
+        starts.append(len(x) - length)
+    return [(s, s + length) for s in starts]

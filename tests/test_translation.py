@@ -1,0 +1,298 @@
+"""translation: data forms and their errors, attention and decoder numerics, export round trip."""
+
+import gzip
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import cli_ok
+
+from lstm_recipes import blocks
+from lstm_recipes import recipe as recipe_lib
+from lstm_recipes.cli import main
+from lstm_recipes.data import parallel
+from lstm_recipes.data.dates import date_pairs
+from lstm_recipes.errors import UserError
+
+translation = recipe_lib.load_recipe("translation")
+TINY = translation.PRESETS["tiny"]
+
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+NUMEROS = ["cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"]
+
+
+def number_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """English digit words -> Spanish digit words, reversed: a task with reordering."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n):
+        digits = rng.integers(0, 10, rng.integers(1, 5))
+        pairs.append(
+            (" ".join(NUMBERS[d] for d in digits), " ".join(NUMEROS[d] for d in digits[::-1]))
+        )
+    return pairs
+
+
+def write_tsv(path, pairs, extra=True):
+    lines = [
+        f"{s}\t{t}" + ("\tCC-BY 2.0 (France) Attribution: tatoeba.org" if extra else "")
+        for s, t in pairs
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- data forms
+
+
+def test_every_pairs_form_reads_the_same_pairs(tmp_path):
+    pairs = number_pairs(50)
+    tsv = write_tsv(tmp_path / "pairs.txt", pairs)
+    gz = tmp_path / "pairs.tsv.gz"
+    gz.write_bytes(gzip.compress(tsv.read_bytes()))
+    archive = tmp_path / "spa-eng.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("spa-eng/_about.txt", "about this file")
+        z.writestr("spa-eng/spa.txt", tsv.read_text(encoding="utf-8"))
+    (tmp_path / "train.en").write_text("\n".join(s for s, _ in pairs) + "\n", encoding="utf-8")
+    (tmp_path / "train.es.gz").write_bytes(gzip.compress("\n".join(t for _, t in pairs).encode()))
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"en": s, "es": t}) for s, t in pairs), encoding="utf-8")
+    forms = [
+        parallel.read_pairs(str(tsv)),
+        parallel.read_pairs(str(gz)),
+        parallel.read_pairs(str(archive)),
+        parallel.read_pairs(f"{tmp_path / 'train.en'},{tmp_path / 'train.es.gz'}"),
+        parallel.read_pairs(str(jsonl), "en", "es"),
+    ]
+    for read, _source in forms:
+        assert read == pairs
+
+
+def test_pairs_errors_name_the_file_line_and_what_was_expected(tmp_path):
+    ragged = tmp_path / "ragged.txt"
+    ragged.write_text("one\tuno\ntwo without a tab\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"ragged.txt:2: expected source<TAB>target, found 1"):
+        parallel.read_pairs(str(ragged))
+    (tmp_path / "a.en").write_text("one\ntwo\nthree\n", encoding="utf-8")
+    (tmp_path / "a.es").write_text("uno\ndos\n", encoding="utf-8")
+    with pytest.raises(UserError, match="line-aligned files, found 3 lines in .* and 2 in"):
+        parallel.read_pairs(f"{tmp_path / 'a.en'},{tmp_path / 'a.es'}")
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"source": "one", "translation": "uno"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="missing target"):
+        parallel.read_pairs(str(jsonl))
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as z:
+        z.writestr("a.txt", "x\ty\n")
+        z.writestr("b.txt", "x\ty\n")
+    with pytest.raises(UserError, match="one .txt/.tsv file of pairs .* a.txt, b.txt"):
+        parallel.read_pairs(str(two))
+    assert parallel.read_pairs(str(two), zip_member="b.txt")[0] == [("x", "y")]
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(UserError, match="no sentence pairs"):
+        parallel.read_pairs(str(empty))
+    with pytest.raises(UserError, match="found no file at"):
+        parallel.read_pairs(str(tmp_path / "missing.txt"))
+    with pytest.raises(UserError, match=r"expected a .txt, .tsv, .zip"):
+        parallel.read_pairs(str(tmp_path / "a.en"))
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"one\tuno\n\xff\xfe\tdos\n")
+    with pytest.raises(UserError, match=r"UTF-8 .* \(line 2\)"):
+        parallel.read_pairs(str(bad))
+
+
+def test_load_data_splits_reverses_and_limits(tmp_path):
+    path = write_tsv(tmp_path / "p.txt", number_pairs(200), extra=False)
+    config = recipe_lib.resolve_config(
+        translation, "tiny", ["test_size=20", "validation_size=0.1", "max_pairs=50"]
+    )
+    splits = translation.load_data(config, str(path))
+    assert splits.sizes() == {"train": 50, "validation": 20, "test": 20}
+    again = translation.load_data(config, str(path))
+    assert again.test == splits.test, "the test split is fixed by the seed"
+    reverse = dataclasses_replace(config, reverse=True)
+    flipped = translation.load_data(reverse, str(path))
+    assert flipped.test == [(t, s) for s, t in splits.test]
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def test_tfds_translation_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=20):
+        splits = translation.load_data(TINY, "tfds:ted_hrlr_translate/pt_to_en")
+    assert splits.sizes()["test"] == 20
+    assert all(isinstance(s, str) and isinstance(t, str) for s, t in splits.train)
+
+
+def test_builtin_dates_are_correct_and_deterministic():
+    import datetime
+
+    pairs = date_pairs(300, seed=5)
+    assert pairs == date_pairs(300, seed=5)
+    for source, target in pairs:
+        day = datetime.date.fromisoformat(target)
+        assert str(day.year) in source
+        for name in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"):
+            if source.startswith(name):
+                assert day.strftime("%A") == name
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+@pytest.mark.parametrize("kind", ["dot", "general", "additive"])
+def test_attention_matches_numpy_and_ignores_padding(kind):
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(2, 3, 4)).astype("float32")
+    memory = rng.normal(size=(2, 5, 4)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    layer = blocks.Attention(kind, units=6)
+    context, weights = layer(query, memory, mask)
+    if kind == "dot":
+        scores = np.einsum("btd,bsd->bts", query, memory)
+    elif kind == "general":
+        (w,) = layer.memory_proj.get_weights()
+        scores = np.einsum("btd,bsd->bts", query, memory @ w)
+    else:
+        (u,) = layer.memory_proj.get_weights()
+        wq, bq = layer.query_proj.get_weights()
+        (v,) = layer.score_proj.get_weights()
+        hidden = np.tanh((query @ wq + bq)[:, :, None, :] + (memory @ u)[:, None, :, :])
+        scores = (hidden @ v)[..., 0]
+    scores = np.where(mask[:, None, :], scores, -1e9)
+    expected_w = np.exp(scores - scores.max(-1, keepdims=True))
+    expected_w /= expected_w.sum(-1, keepdims=True)
+    np.testing.assert_allclose(weights, expected_w, atol=1e-5)
+    np.testing.assert_allclose(context, expected_w @ memory, atol=1e-5)
+    assert np.all(np.asarray(weights)[0, :, 3:] == 0)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_decoder_steps_equal_the_teacher_forced_decoder(layers):
+    decoder = blocks.AttentionDecoder(20, 8, 12, num_layers=layers, attention="additive")
+    rng = np.random.default_rng(1)
+    target = rng.integers(2, 20, (3, 6)).astype("int32")
+    memory = rng.normal(size=(3, 4, 10)).astype("float32")
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], bool)
+    h = rng.normal(size=(3, 12)).astype("float32")
+    c = rng.normal(size=(3, 12)).astype("float32")
+    full = decoder([target, memory, mask, h, c]).numpy()
+    states = [[h, c] for _ in range(layers)]
+    keys = decoder.attention.keys(memory)
+    for t in range(target.shape[1]):
+        logits, states = decoder.step(target[:, t], states, memory, keys, mask)
+        np.testing.assert_allclose(logits, full[:, t], atol=1e-4)
+
+
+def test_dot_attention_needs_matching_widths():
+    config = dataclasses_replace(TINY, attention="dot", encoder_units=8, decoder_units=12)
+    with pytest.raises(UserError, match="attention=dot needs decoder_units = 2 x encoder_units"):
+        translation.build_model(config, {"source_vocabulary": ["a"], "target_vocabulary": ["b"]})
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def number_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("numbers")
+    data = write_tsv(root / "numbers.txt", number_pairs(3000))
+    run_dir = root / "run"
+    cli_ok(
+        "run",
+        "translation",
+        "--preset",
+        "tiny",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "max_pairs=0",
+        "--set",
+        "epochs=6",
+        "--set",
+        "learning_rate=0.01",
+        "--set",
+        "attention=general",
+    )
+    return run_dir
+
+
+def test_tiny_run_learns_and_writes_its_outputs(number_run):
+    metrics = json.loads((number_run / "metrics.json").read_text())
+    assert metrics["token_accuracy"] > 0.6, metrics
+    assert metrics["bleu_beam"] > 20, metrics
+    assert {"bleu_greedy", "chrf_greedy", "chrf_beam"} <= set(metrics)
+    rows = (number_run / "translations.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "source\treference\tgreedy\tbeam" and len(rows) == metrics["pairs"] + 1
+    assert (number_run / "plots" / "attention_0.png").stat().st_size > 1000
+
+
+def test_exported_model_equals_the_in_process_decoder(number_run, tmp_path):
+    from lstm_recipes import training
+
+    module, config, _info = training.load_run(number_run)
+    prep = training.read_json(number_run / "preprocessing.json")
+    model = training.load_model(module, config, prep, number_run)
+    translator = translation.Translator(config, model, prep)
+    sentences = ["one two three", "nine", "", "seven " * 400, "unknown wörds ¿?"]
+    beam = translation.translate_all(translator, sentences, config.beam_width)
+    greedy = translation.translate_all(translator, sentences, 1)
+    assert greedy == translation.translate_all(translator, sentences, 1, batch=2), (
+        "batching does not change the result"
+    )
+    script = (
+        "import json, sys, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "x = tf.constant(json.loads(sys.argv[2]))\n"
+        "out = {k: [t.decode() for t in m.signatures[k](text=x)['translation'].numpy()]\n"
+        "       for k in ('serving_default', 'greedy')}\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(number_run / "export" / "1"), json.dumps(sentences)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert served["serving_default"] == beam
+    assert served["greedy"] == greedy
+
+
+def test_predict_translates_arguments_and_files(number_run, tmp_path):
+    result = CliRunner().invoke(main, ["predict", str(number_run), "--json", "one two"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output.strip().splitlines()[-1])
+    assert row["text"] == "one two" and isinstance(row["translation"], str)
+    lines = tmp_path / "in.txt"
+    lines.write_text("three\nfour five\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["predict", str(number_run), "--file", str(lines), "--signature", "greedy"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(result.output.strip().splitlines()) == 2
+
+
+def test_cli_reports_bad_pairs_files_without_a_traceback(tmp_path):
+    ragged = tmp_path / "ragged.txt"
+    ragged.write_text("one\tuno\nno tab here\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["run", "translation", "--preset", "tiny", "--data", str(ragged)]
+    )
+    assert result.exit_code == 2
+    assert "ragged.txt:2: expected source<TAB>target" in result.output
+    assert "Traceback" not in result.output
