@@ -250,15 +250,19 @@ class Attention(layers.Layer):
             (Luong: ``q W m``) or ``additive`` (Bahdanau: ``v . tanh(W q + U m)``).
         units: width of the additive score's hidden layer (``additive`` only; default: the
             query width).
+        scale: divide ``dot``/``general`` scores by sqrt(width), as in scaled dot-product
+            attention, so the softmax does not saturate onto one source step early in training.
     """
 
     KINDS = ("dot", "general", "additive")
 
-    def __init__(self, kind: str = "general", units: int | None = None, **kwargs):
+    def __init__(
+        self, kind: str = "general", units: int | None = None, scale: bool = True, **kwargs
+    ):
         super().__init__(**kwargs)
         if kind not in self.KINDS:
             raise ValueError(f"expected attention in {self.KINDS}, got {kind!r}")
-        self.kind, self.units = kind, units
+        self.kind, self.units, self.scale = kind, units, scale
         # The memory arrives masked; the mask is taken as the explicit memory_mask argument.
         self.supports_masking = True
 
@@ -293,6 +297,8 @@ class Attention(layers.Layer):
             scores = ops.squeeze(self.score_proj(hidden), -1)
         else:
             scores = ops.einsum("btd,bsd->bts", query, keys)
+            if self.scale:
+                scores = scores / ops.sqrt(ops.cast(ops.shape(keys)[-1], scores.dtype))
         if memory_mask is not None:
             keep = ops.expand_dims(ops.cast(memory_mask, "bool"), 1)
             scores = ops.where(keep, scores, ops.cast(-1e9, scores.dtype))
@@ -310,7 +316,12 @@ class Attention(layers.Layer):
         )
 
     def get_config(self):
-        return {**super().get_config(), "kind": self.kind, "units": self.units}
+        return {
+            **super().get_config(),
+            "kind": self.kind,
+            "units": self.units,
+            "scale": self.scale,
+        }
 
 
 class AttentionDecoder(layers.Layer):

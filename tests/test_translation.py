@@ -160,10 +160,10 @@ def test_attention_matches_numpy_and_ignores_padding(kind):
     layer = blocks.Attention(kind, units=6)
     context, weights = layer(query, memory, mask)
     if kind == "dot":
-        scores = np.einsum("btd,bsd->bts", query, memory)
+        scores = np.einsum("btd,bsd->bts", query, memory) / 2.0  # scaled by sqrt(4)
     elif kind == "general":
         (w,) = layer.memory_proj.get_weights()
-        scores = np.einsum("btd,bsd->bts", query, memory @ w)
+        scores = np.einsum("btd,bsd->bts", query, memory @ w) / 2.0
     else:
         (u,) = layer.memory_proj.get_weights()
         wq, bq = layer.query_proj.get_weights()
