@@ -189,3 +189,73 @@ def until_end(tokens, end_id: int):
         end_id: the end token.
     """
     return tf.equal(tf.cumsum(tf.cast(tf.equal(tokens, end_id), tf.int32), axis=-1), 0)
+
+
+def viterbi(log_probs, mask, allowed, start_allowed):
+    """The best label path under hard transition constraints, as one graph function.
+
+    Args:
+        log_probs: (batch, steps, labels) per-step label log-probabilities.
+        mask: (batch, steps) True on real steps (padding comes last).
+        allowed: (labels, labels) bool, allowed[i, j]: label j may follow label i.
+        start_allowed: (labels,) bool, labels a sequence may start with.
+
+    Returns:
+        (batch, steps) int32 label ids maximizing the summed log-probabilities among allowed
+        paths (padding steps repeat the last real label).
+    """
+    log_probs = tf.convert_to_tensor(log_probs, tf.float32)
+    penalty = tf.where(tf.convert_to_tensor(allowed), 0.0, _NEG)
+    first = log_probs[:, 0] + tf.where(tf.convert_to_tensor(start_allowed), 0.0, _NEG)
+    labels = tf.shape(log_probs)[-1]
+    identity = tf.broadcast_to(tf.range(labels), tf.shape(first))
+
+    def forward(carry, inputs):
+        score, _ = carry
+        lp, real = inputs
+        candidates = score[:, :, tf.newaxis] + penalty[tf.newaxis]
+        best_prev = tf.argmax(candidates, axis=1, output_type=tf.int32)
+        new = tf.reduce_max(candidates, axis=1) + lp
+        keep = real[:, tf.newaxis]
+        return tf.where(keep, new, score), tf.where(keep, best_prev, identity)
+
+    rest = (tf.transpose(log_probs[:, 1:], [1, 0, 2]), tf.transpose(mask[:, 1:]))
+    scores, pointers = tf.scan(forward, rest, initializer=(first, identity))
+    last = tf.concat([first[tf.newaxis], scores], 0)[-1]
+    best_last = tf.argmax(last, axis=-1, output_type=tf.int32)
+
+    def backward(label, pointer):
+        return tf.gather(pointer, label, batch_dims=1)
+
+    earlier = tf.scan(backward, pointers, initializer=best_last, reverse=True)
+    path = tf.concat([earlier, best_last[tf.newaxis]], 0)
+    return tf.transpose(path)
+
+
+def chunk_constraints(labels: list[str]):
+    """Hard transitions of a chunk tag set: (allowed, start_allowed) for ``viterbi``, or None.
+
+    IOB2 (``I-X`` only after ``B-X``/``I-X``) and BIOES (also: ``B``/``I`` must continue with
+    ``I``/``E`` of the same type) are constrained; other tag sets (IOB1, POS tags) get None.
+
+    Args:
+        labels: the label names in id order.
+    """
+    parts = [(t.split("-", 1) + [""])[:2] if t != "O" else ["O", ""] for t in labels]
+    prefixes = {p for p, _ in parts}
+    if not prefixes & {"B", "I", "E", "S"} or not prefixes <= {"B", "I", "E", "S", "O"}:
+        return None
+    bioes = bool(prefixes & {"E", "S"})
+    n = len(labels)
+    allowed = [[True] * n for _ in range(n)]
+    start = [True] * n
+    for j, (pj, tj) in enumerate(parts):
+        if pj in ("I", "E"):
+            start[j] = False
+        for i, (pi, ti) in enumerate(parts):
+            inside = pi in ("B", "I")  # the chunk of i is still open
+            if pj in ("I", "E"):
+                allowed[i][j] = inside and ti == tj
+            elif bioes and inside:
+                allowed[i][j] = False
+    return allowed, start

@@ -181,6 +181,8 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
     validation = module.batches(config, prep, splits.validation, training=False)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     monitor = getattr(module, "MONITOR", "val_loss")
+    # Keras's mode="auto" knows "acc" and "loss" names but not custom metrics.
+    mode = getattr(module, "MONITOR_MODE", "min" if "loss" in monitor else "max")
     callbacks = [
         # First, so that the learning rate they set is in the logs the others write.
         *schedule_callbacks(config),
@@ -190,9 +192,9 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
             monitor=monitor,
             save_best_only=True,
             save_weights_only=True,
-            mode="auto",
+            mode=mode,
         ),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, mode=mode),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),

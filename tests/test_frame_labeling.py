@@ -330,3 +330,11 @@ def test_frames_csv_end_to_end(tmp_path):
     result = json.loads((run_dir / "metrics.json").read_text())
     assert result["accuracy"] > 0.8, result
     assert "segment_f1_50" in result
+
+
+def test_conllu_default_columns_are_form_and_upos(tmp_path):
+    path = tmp_path / "ud.conllu"
+    path.write_text(CONLLU, encoding="utf-8")
+    items, _, _ = frame_labeling._read(TINY, str(path), "tokens")
+    assert items[0][0] == ["I", "ca", "n't", "go", "."]
+    assert items[0][1] == ["PRON", "AUX", "PART", "VERB", "PUNCT"]

@@ -80,3 +80,37 @@ def test_translation_spa_eng_reaches_bleu_35(tmp_path):
     metrics = run(["run", "translation", "--preset", "spa-eng", "--data", str(SPA_ENG)], tmp_path)
     assert metrics["pairs"] == 2000
     assert metrics["bleu_beam"] >= 35.0, metrics["bleu_beam_detail"]
+
+
+CONLL = SHARED_DATA / "labeling" / "conll2000"
+EWT = SHARED_DATA / "labeling" / "ud-english-ewt"
+
+
+def test_frame_labeling_builtin_frames(tmp_path):
+    metrics = run(["run", "frame_labeling"], tmp_path)
+    assert metrics["accuracy"] >= 0.80, metrics["accuracy"]
+
+
+@pytest.mark.skipif(
+    not CONLL.exists(), reason=f"real data not found at {CONLL} (set LSTM_RECIPES_DATA)"
+)
+def test_conll2000_chunking_f1_93(tmp_path):
+    args = ["--data", str(CONLL / "train.txt"), "--test-data", str(CONLL / "test.txt")]
+    metrics = run(["run", "frame_labeling", "--preset", "conll2000", *args], tmp_path)
+    assert metrics["sequences"] == 2012
+    assert metrics["chunk_f1"] >= 93.0, metrics["chunk_f1"]
+
+
+@pytest.mark.skipif(
+    not EWT.exists(), reason=f"real data not found at {EWT} (set LSTM_RECIPES_DATA)"
+)
+def test_ud_ewt_upos_95(tmp_path):
+    args = [
+        "--data",
+        str(EWT / "en_ewt-ud-train.conllu.gz"),
+        "--test-data",
+        str(EWT / "en_ewt-ud-test.conllu.gz"),
+    ]
+    metrics = run(["run", "frame_labeling", "--preset", "ud-upos", *args], tmp_path)
+    assert metrics["sequences"] == 2077
+    assert metrics["accuracy"] >= 0.95, metrics["accuracy"]
