@@ -191,22 +191,30 @@ def until_end(tokens, end_id: int):
     return tf.equal(tf.cumsum(tf.cast(tf.equal(tokens, end_id), tf.int32), axis=-1), 0)
 
 
-def viterbi(log_probs, mask, allowed, start_allowed):
+def viterbi(log_probs, mask, allowed, start_allowed, transitions=None, start=None, end=None):
     """The best label path under hard transition constraints, as one graph function.
 
     Args:
-        log_probs: (batch, steps, labels) per-step label log-probabilities.
+        log_probs: (batch, steps, labels) per-step label scores (log-probabilities, or a CRF's
+            emissions).
         mask: (batch, steps) True on real steps (padding comes last).
         allowed: (labels, labels) bool, allowed[i, j]: label j may follow label i.
         start_allowed: (labels,) bool, labels a sequence may start with.
+        transitions: optional (labels, labels) learned transition scores (a CRF's).
+        start: optional (labels,) learned scores of the first label.
+        end: optional (labels,) learned scores of the last label.
 
     Returns:
-        (batch, steps) int32 label ids maximizing the summed log-probabilities among allowed
-        paths (padding steps repeat the last real label).
+        (batch, steps) int32 label ids maximizing the summed scores among allowed paths
+        (padding steps repeat the last real label).
     """
     log_probs = tf.convert_to_tensor(log_probs, tf.float32)
     penalty = tf.where(tf.convert_to_tensor(allowed), 0.0, _NEG)
+    if transitions is not None:
+        penalty = penalty + tf.cast(transitions, tf.float32)
     first = log_probs[:, 0] + tf.where(tf.convert_to_tensor(start_allowed), 0.0, _NEG)
+    if start is not None:
+        first = first + tf.cast(start, tf.float32)
     labels = tf.shape(log_probs)[-1]
     identity = tf.broadcast_to(tf.range(labels), tf.shape(first))
 
@@ -222,6 +230,8 @@ def viterbi(log_probs, mask, allowed, start_allowed):
     rest = (tf.transpose(log_probs[:, 1:], [1, 0, 2]), tf.transpose(mask[:, 1:]))
     scores, pointers = tf.scan(forward, rest, initializer=(first, identity))
     last = tf.concat([first[tf.newaxis], scores], 0)[-1]
+    if end is not None:
+        last = last + tf.cast(end, tf.float32)
     best_last = tf.argmax(last, axis=-1, output_type=tf.int32)
 
     def backward(label, pointer):

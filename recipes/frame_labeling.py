@@ -99,6 +99,7 @@ class Config:
     embedding_dim: int = 100  # tokens: word embedding width
     word_dropout: float = 0.05  # tokens: share of words replaced by the unknown word in training
     constrained: bool = True  # tokens: Viterbi over legal IOB2/BIOES transitions for chunk tags
+    crf: bool = False  # tokens: a linear-chain CRF output layer (learned transitions)
     window: int = 256  # frames: training window length (steps)
     stride: int = 128  # frames: step between evaluation windows (overlaps are averaged)
     units: int = 128  # LSTM units per direction
@@ -501,11 +502,15 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     )(x, mask=mask)
     x = blocks.DropMask()(x)
     logits = keras.layers.Dense(len(prep["labels"]) + 1, name="logits")(x)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    if config.crf:
+        if prep["kind"] != "tokens":
+            raise UserError("crf=true is for tokens; frames are labeled per window without it")
+        crf = blocks.CRF(len(prep["labels"]), name="crf")
+        logits, loss = crf(logits), crf.loss
     model = keras.Model(inputs, logits, name="frame_labeling")
     model.compile(
-        optimizer=training.optimizer(config),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
-        metrics=[metrics.masked_accuracy],
+        optimizer=training.optimizer(config), loss=loss, metrics=[metrics.masked_accuracy]
     )
     return model
 
@@ -520,6 +525,8 @@ class Tagger(tf.Module):
         super().__init__()
         self.config, self.model, self.kind = config, model, prep["kind"]
         self.labels = tf.constant(["", *prep["labels"]])
+        self.label_names = prep["labels"]
+        self.crf = model.get_layer("crf") if config.crf else None
         self.constraints = (
             decoding.chunk_constraints(prep["labels"]) if prep.get("constrained") else None
         )
@@ -558,8 +565,17 @@ class Tagger(tf.Module):
         if features is not None:
             features = tf.pad(features, [[0, 0], [0, tf.maximum(0, 1 - steps)], [0, 0]])
         inputs, real = self.token_inputs(padded, features)
-        probabilities = tf.nn.softmax(self.model(inputs, training=False)[..., 1:])
-        if self.constraints is not None:
+        emissions = self.model(inputs, training=False)[..., 1:]
+        probabilities = tf.nn.softmax(emissions)
+        if self.crf is not None:
+            n = len(self.label_names)
+            allowed, start = self.constraints or ([[True] * n] * n, [True] * n)
+            crf = self.crf
+            ids = decoding.viterbi(
+                emissions, real, allowed, start, crf.transitions, crf.start, crf.end
+            )
+            ids = ids + 1
+        elif self.constraints is not None:
             log_probs = tf.math.log(probabilities + 1e-12)
             ids = decoding.viterbi(log_probs, real, *self.constraints) + 1
         else:

@@ -74,3 +74,45 @@ def test_token_dropout_never_touches_padding_and_is_off_at_inference():
     replaced = (dropped[:, :4] == 1).mean()
     assert 0.4 < replaced < 0.6
     assert (np.asarray(layer(ids, training=False)) == ids).all()
+
+
+def test_crf_loss_equals_brute_force_and_viterbi_finds_the_best_path():
+    import itertools
+
+    import numpy as np
+    import tensorflow as tf
+
+    from lstm_recipes import blocks, decoding
+
+    n = 3
+    crf = blocks.CRF(n)
+    crf.build((None, None, n + 1))
+    rng = np.random.default_rng(0)
+    crf.transitions.assign(rng.normal(size=(n, n)).astype("float32"))
+    crf.start.assign(rng.normal(size=n).astype("float32"))
+    crf.end.assign(rng.normal(size=n).astype("float32"))
+    emissions = rng.normal(size=(2, 4, n + 1)).astype("float32")
+    y = np.array([[1, 3, 2, 2], [2, 1, 0, 0]], "int32")  # 0 pads
+    trans, start, end = (v.numpy() for v in (crf.transitions, crf.start, crf.end))
+
+    def score(row, path):
+        e = emissions[row, :, 1:]
+        s = start[path[0]] + end[path[-1]] + sum(e[t, k] for t, k in enumerate(path))
+        return s + sum(trans[a, b] for a, b in zip(path, path[1:]))
+
+    nll, best = [], []
+    for row in range(2):
+        length = int((y[row] > 0).sum())
+        paths = list(itertools.product(range(n), repeat=length))
+        scores = np.array([score(row, p) for p in paths])
+        log_z = np.log(np.exp(scores - scores.max()).sum()) + scores.max()
+        nll.append(log_z - score(row, tuple(y[row, :length] - 1)))
+        best.append(paths[int(scores.argmax())])
+    np.testing.assert_allclose(
+        float(crf.loss(tf.constant(y), tf.constant(emissions))), np.mean(nll), rtol=1e-5
+    )
+    allowed = [[True] * n for _ in range(n)]
+    path = decoding.viterbi(
+        emissions[:, :, 1:], y > 0, allowed, [True] * n, trans, start, end
+    ).numpy()
+    assert tuple(path[0]) == best[0] and tuple(path[1, :2]) == best[1]

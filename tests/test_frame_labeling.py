@@ -338,3 +338,38 @@ def test_conllu_default_columns_are_form_and_upos(tmp_path):
     items, _, _ = frame_labeling._read(TINY, str(path), "tokens")
     assert items[0][0] == ["I", "ca", "n't", "go", "."]
     assert items[0][1] == ["PRON", "AUX", "PART", "VERB", "PUNCT"]
+
+
+def test_crf_tagger_end_to_end(tmp_path):
+    data = write_conll(tmp_path / "train.txt", chunk_sentences(400))
+    run_dir = tmp_path / "run"
+    cli_ok(
+        "run",
+        "frame_labeling",
+        "--preset",
+        "tiny",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "crf=true",
+        "--set",
+        "feature_columns=1",
+        "--set",
+        "epochs=6",
+        "--set",
+        "learning_rate=0.01",
+    )
+    result = json.loads((run_dir / "metrics.json").read_text())
+    assert result["chunk_f1"] > 80, result["chunk_f1"]
+    # The export (verified in a fresh process by `run`) takes tokens and the POS column.
+    meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
+    assert set(meta["signatures"]["serving_default"]["inputs"]) == {"tokens", "features"}
+
+
+def test_crf_is_refused_for_frames():
+    prep = {"kind": "frames", "features": 2, "mean": [0.0] * 2, "std": [1.0] * 2, "labels": ["a"]}
+    config = recipe_lib.resolve_config(frame_labeling, "tiny", ["crf=true"])
+    with pytest.raises(UserError, match="crf=true is for tokens"):
+        frame_labeling.build_model(config, prep)
