@@ -16,7 +16,8 @@ exercises, joined into one sequence per subject; test subjects never seen in tra
 
     lstm-recipes run frame_labeling
 
-Expect the per-frame accuracy recorded in benchmarks/RESULTS.md. Tagging:
+Expect per-frame accuracy about 0.64 on the two held-out subjects (measured 0.645 in 1.5
+minutes; benchmarks/RESULTS.md). Tagging (UPOS: measured 0.9507 test accuracy in 17 minutes):
 
     lstm-recipes run frame_labeling --preset conll2000 \
         --data ../shared/data/labeling/conll2000/train.txt \

@@ -373,3 +373,9 @@ def test_crf_is_refused_for_frames():
     config = recipe_lib.resolve_config(frame_labeling, "tiny", ["crf=true"])
     with pytest.raises(UserError, match="crf=true is for tokens"):
         frame_labeling.build_model(config, prep)
+
+
+def test_token_tab_tag_files_with_blank_line_breaks(tmp_path):
+    path = tmp_path / "tags.tsv"
+    path.write_text("New\tB-LOC\nYork\tI-LOC\n\nHi\tO\n", encoding="utf-8")
+    assert conll.read_conll(path) == [(["New", "York"], ["B-LOC", "I-LOC"], []), (["Hi"], ["O"], [])]
