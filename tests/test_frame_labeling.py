@@ -378,4 +378,7 @@ def test_crf_is_refused_for_frames():
 def test_token_tab_tag_files_with_blank_line_breaks(tmp_path):
     path = tmp_path / "tags.tsv"
     path.write_text("New\tB-LOC\nYork\tI-LOC\n\nHi\tO\n", encoding="utf-8")
-    assert conll.read_conll(path) == [(["New", "York"], ["B-LOC", "I-LOC"], []), (["Hi"], ["O"], [])]
+    assert conll.read_conll(path) == [
+        (["New", "York"], ["B-LOC", "I-LOC"], []),
+        (["Hi"], ["O"], []),
+    ]
