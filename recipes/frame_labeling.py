@@ -359,7 +359,7 @@ def _label_ids(prep: dict, labels, where: str) -> np.ndarray:
         ) from None
 
 
-def _encode_sentence(config: Config, prep: dict, word_ix, char_ix, feat_ix, sentence):
+def _encode_sentence(config: Config, word_ix, char_ix, feat_ix, sentence):
     tokens, tags, feats = sentence
     tokens, tags = tokens[: config.max_length], tags[: config.max_length]
     words = np.array([word_ix.get(_norm(config, t), 1) for t in tokens], np.int32)
@@ -386,9 +386,7 @@ def batches(config: Config, prep: dict, sequences: list, training: bool) -> tf.d
             raise UserError(
                 f"expected {len(feat_ix)} extra input columns, found {len(sentence[2])}"
             )
-        words, chars, features, tags = _encode_sentence(
-            config, prep, word_ix, char_ix, feat_ix, sentence
-        )
+        words, chars, features, tags = _encode_sentence(config, word_ix, char_ix, feat_ix, sentence)
         encoded.append((words, chars, features, _label_ids(prep, tags, f"sentence {n + 1}")))
     k = len(feat_ix)
 

@@ -86,7 +86,6 @@ class Config:
     decoder_layers: int = 1  # stacked decoder layers
     attention: Literal["dot", "general", "additive"] = "general"  # Luong dot/general, Bahdanau
     dropout: float = 0.2  # dropout on embeddings, between layers and before the logits
-    logits_precision: Literal["float32", "mixed_bfloat16"] = "float32"  # vocabulary projection
     batch_size: int = 64  # sentence pairs per batch
     epochs: int = 10  # most epochs; early stopping may end sooner
     patience: int = 2  # epochs without validation-loss improvement before stopping
@@ -304,7 +303,6 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         config.decoder_layers,
         attention=config.attention,
         dropout=config.dropout,
-        logits_dtype=None if config.logits_precision == "float32" else config.logits_precision,
         name="decoder",
     )([target_in, memory, source_mask, h0, c0])
     model = keras.Model({"source": source, "target_in": target_in}, logits, name="translation")

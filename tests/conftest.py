@@ -85,6 +85,18 @@ def cli_ok(*args: str):
     return result
 
 
+def fresh_python(script: str, *args: str, cwd: Path):
+    """Run ``script`` in a new interpreter (as a server would load a model) and return the JSON
+    value it prints on its last line."""
+    import json
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, cwd=cwd
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def cli_command() -> list[str]:
     """The installed ``lstm-recipes`` console script.
 

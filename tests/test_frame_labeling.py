@@ -3,14 +3,12 @@
 import gzip
 import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok
+from conftest import cli_ok, fresh_python
 
 from lstm_recipes import metrics
 from lstm_recipes import recipe as recipe_lib
@@ -278,14 +276,8 @@ def test_tagger_export_round_trip_in_a_fresh_process(chunk_run, tmp_path):
         "print(json.dumps([t['tags'].numpy().astype(str).tolist(),\n"
         "                  x['tags'].numpy().astype(str).tolist()]))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(chunk_run / "export" / "1"), json.dumps(tokens)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
-    served, from_text = json.loads(proc.stdout.strip().splitlines()[-1])
+    export = str(chunk_run / "export" / "1")
+    served, from_text = fresh_python(script, export, json.dumps(tokens), cwd=tmp_path)
     assert served == expected
     assert from_text[0] == expected[0] and set(from_text[1]) == {""}
 

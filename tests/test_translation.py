@@ -1,15 +1,14 @@
 """translation: data forms and their errors, attention and decoder numerics, export round trip."""
 
+import dataclasses
 import gzip
 import json
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import cli_ok
+from conftest import cli_ok, fresh_python
 
 from lstm_recipes import blocks
 from lstm_recipes import recipe as recipe_lib
@@ -116,15 +115,9 @@ def test_load_data_splits_reverses_and_limits(tmp_path):
     assert splits.sizes() == {"train": 50, "validation": 20, "test": 20}
     again = translation.load_data(config, str(path))
     assert again.test == splits.test, "the test split is fixed by the seed"
-    reverse = dataclasses_replace(config, reverse=True)
+    reverse = dataclasses.replace(config, reverse=True)
     flipped = translation.load_data(reverse, str(path))
     assert flipped.test == [(t, s) for s, t in splits.test]
-
-
-def dataclasses_replace(config, **changes):
-    import dataclasses
-
-    return dataclasses.replace(config, **changes)
 
 
 def test_tfds_translation_with_mock_data():
@@ -196,7 +189,7 @@ def test_decoder_steps_equal_the_teacher_forced_decoder(layers):
 
 
 def test_dot_attention_needs_matching_widths():
-    config = dataclasses_replace(TINY, attention="dot", encoder_units=8, decoder_units=12)
+    config = dataclasses.replace(TINY, attention="dot", encoder_units=8, decoder_units=12)
     with pytest.raises(UserError, match="attention=dot needs decoder_units = 2 x encoder_units"):
         translation.build_model(config, {"source_vocabulary": ["a"], "target_vocabulary": ["b"]})
 
@@ -261,14 +254,8 @@ def test_exported_model_equals_the_in_process_decoder(number_run, tmp_path):
         "       for k in ('serving_default', 'greedy')}\n"
         "print(json.dumps(out))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(number_run / "export" / "1"), json.dumps(sentences)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
-    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    export = str(number_run / "export" / "1")
+    served = fresh_python(script, export, json.dumps(sentences), cwd=tmp_path)
     assert served["serving_default"] == beam
     assert served["greedy"] == greedy
 

@@ -7,7 +7,6 @@ bad input is reported before TensorFlow starts.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lstm_recipes.data import files
@@ -115,18 +114,7 @@ def read_jsonl(path: Path, tokens_key: str = "tokens", tags_key: str = "tags") -
         tags_key: key of the tag list.
     """
     sentences: list[Sentence] = []
-    for number, line in enumerate(files.read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{number}: expected one JSON object per line: {e}") from None
-        if not isinstance(row, dict) or tokens_key not in row or tags_key not in row:
-            found = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-            raise UserError(
-                f"{path}:{number}: expected keys {tokens_key!r} and {tags_key!r}, found {found}"
-            )
+    for number, row in enumerate(files.read_table(path, [tokens_key, tags_key]), 1):
         tokens, tags = row[tokens_key], row[tags_key]
         if not isinstance(tokens, list) or not isinstance(tags, list):
             raise UserError(f"{path}:{number}: expected lists of strings for tokens and tags")
