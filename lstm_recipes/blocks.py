@@ -12,6 +12,8 @@ import warnings
 import keras
 from keras import layers, ops
 
+from lstm_recipes import cells
+
 
 def warn_slow_path(reason: str) -> None:
     """Say once, in one line, that a config leaves the fast (cuDNN) LSTM kernel."""
@@ -35,6 +37,7 @@ class StackedLSTM(layers.Layer):
         recurrent_dropout: dropout on the recurrent state; leaves the fast kernel (warns).
         stateful: keep each layer's final state as the next batch's initial state (truncated
             backpropagation over consecutive windows; needs a fixed batch size).
+        cell: the recurrent cell, a name from ``cells.CELLS`` (default ``lstm``: Keras's LSTM).
 
     ``call(..., initial_states=[[h, c], ...])`` starts each layer from given states, and
     ``run(x, initial_states)`` also returns every layer's final states: samplers and decoders
@@ -52,11 +55,13 @@ class StackedLSTM(layers.Layer):
         return_state: bool = False,
         recurrent_dropout: float = 0.0,
         stateful: bool = False,
+        cell: str = "lstm",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if num_layers < 1:
             raise ValueError(f"expected num_layers >= 1, got {num_layers}")
+        self.cell = cells.check_cell(cell)
         if recurrent_dropout:
             warn_slow_path(f"recurrent_dropout={recurrent_dropout}")
         self.units = units
@@ -72,7 +77,8 @@ class StackedLSTM(layers.Layer):
         self.rnns = []
         for i in range(num_layers):
             last = i == num_layers - 1
-            rnn = layers.LSTM(
+            rnn = cells.recurrent_layer(
+                self.cell,
                 units,
                 return_sequences=return_sequences or not last,
                 # Unidirectional layers always hand back their states, for step-wise callers.
@@ -94,16 +100,17 @@ class StackedLSTM(layers.Layer):
             mask: (batch, time) booleans, True on real steps.
             training: dropout on or off.
             initial_state: ``[h, c]`` for the first layer only (e.g. from an encoder).
-            initial_states: ``[h, c]`` for every layer (step-wise decoding).
+            initial_states: ``[h, c]`` for every layer (step-wise decoding), or the complete
+                states ``run`` returned (``cells.num_states`` tensors per layer).
         """
         x = inputs
         all_states = []
         for i, rnn in enumerate(self.rnns):
             kwargs = {}
             if initial_states is not None:
-                kwargs["initial_state"] = initial_states[i]
+                kwargs["initial_state"] = cells.full_states(self.cell, initial_states[i])
             elif i == 0 and initial_state is not None:
-                kwargs["initial_state"] = initial_state
+                kwargs["initial_state"] = cells.full_states(self.cell, initial_state)
             out = rnn(x, mask=mask, training=training, **kwargs)
             states = None
             if isinstance(out, (list, tuple)):
@@ -132,13 +139,13 @@ class StackedLSTM(layers.Layer):
         if not self.return_state:
             return x
         states = all_states[-1]
+        n = cells.num_states(self.cell)
         if self.bidirectional:
-            # Bidirectional returns [h_fw, c_fw, h_bw, c_bw]; a decoder wants one h and one c.
-            states = [
-                ops.concatenate([states[0], states[2]], -1),
-                ops.concatenate([states[1], states[3]], -1),
-            ]
-        return [x, *states]
+            # Bidirectional returns the forward then the backward states; a decoder wants one h
+            # and one c.
+            states = [ops.concatenate([a, b], -1) for a, b in zip(states[:n], states[n:])]
+        # Callers get [h, c] whatever the cell: c is h for cells without a cell state.
+        return [x, states[0], states[1] if n > 1 else states[0]]
 
     def compute_mask(self, inputs, mask=None):
         if not self.return_sequences:
@@ -168,6 +175,7 @@ class StackedLSTM(layers.Layer):
             "return_state": self.return_state,
             "recurrent_dropout": self.recurrent_dropout,
             "stateful": self.stateful,
+            "cell": self.cell,
         }
 
 
@@ -341,6 +349,7 @@ class AttentionDecoder(layers.Layer):
         num_layers: stacked LSTM layers.
         attention: ``dot``, ``general`` or ``additive`` (see ``Attention``).
         dropout: dropout on embeddings, between layers and before the logits.
+        cell: the recurrent cell (``cells.CELLS``).
     """
 
     def __init__(
@@ -351,14 +360,16 @@ class AttentionDecoder(layers.Layer):
         num_layers: int = 1,
         attention: str = "general",
         dropout: float = 0.0,
+        cell: str = "lstm",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.num_layers, self.attention_kind, self.dropout_rate = num_layers, attention, dropout
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.cell = cell
         self.lstm = StackedLSTM(
-            units, num_layers, bidirectional=False, dropout=dropout, name="lstm"
+            units, num_layers, bidirectional=False, dropout=dropout, cell=cell, name="lstm"
         )
         self.attention = Attention(attention, name="attention")
         self.combine = layers.Dense(units, activation="tanh", name="attentional")
@@ -396,9 +407,14 @@ class AttentionDecoder(layers.Layer):
         logits = self.logits(self.drop(attentional, training=training))
         return logits, weights, states
 
+    def start_states(self, h, c):
+        """Every layer's complete initial state from one ``[h, c]`` (e.g. an encoder's bridge);
+        a fixed structure, as search loops need."""
+        return [cells.full_states(self.cell, [h, c]) for _ in range(self.num_layers)]
+
     def call(self, inputs, training=None):
         target_in, memory, memory_mask, h, c = inputs
-        states = [[h, c] for _ in range(self.num_layers)]
+        states = self.start_states(h, c)
         return self.decode(target_in, memory, memory_mask, states, training)[0]
 
     def step(self, tokens, states, memory, keys, memory_mask):
@@ -430,6 +446,7 @@ class AttentionDecoder(layers.Layer):
             "num_layers": self.num_layers,
             "attention": self.attention_kind,
             "dropout": self.dropout_rate,
+            "cell": self.cell,
         }
 
 

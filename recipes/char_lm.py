@@ -33,7 +33,7 @@ from typing import Literal
 import keras
 import tensorflow as tf
 
-from lstm_recipes import blocks, decoding, training
+from lstm_recipes import blocks, cells, decoding, training
 from lstm_recipes.data import Splits, files
 from lstm_recipes.data.chars import CharCodec
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -68,6 +68,7 @@ class Config:
     embedding_dim: int = 64  # character embedding width
     units: int = 256  # LSTM units per layer
     layers: int = 2  # stacked LSTM layers
+    cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     dropout: float = 0.1  # dropout between layers and before the softmax
     batch_size: int = 64  # windows per batch
     epochs: int = 10  # most epochs; early stopping may end sooner
@@ -195,6 +196,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         bidirectional=False,
         dropout=config.dropout,
         stateful=config.stateful,
+        cell=config.cell,
         name="lstm",
     )(x)
     logits = keras.layers.Dense(size, name="logits")(x)

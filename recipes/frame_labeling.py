@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import blocks, decoding, metrics, plots, training
+from lstm_recipes import blocks, cells, decoding, metrics, plots, training
 from lstm_recipes.data import Splits, conll, limit, make_splits
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -105,6 +105,7 @@ class Config:
     stride: int = 128  # frames: step between evaluation windows (overlaps are averaged)
     units: int = 128  # LSTM units per direction
     layers: int = 2  # stacked BiLSTM layers
+    cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     dropout: float = 0.3  # dropout on inputs, between layers and before the softmax
     batch_size: int = 32  # sequences (or windows) per batch
     epochs: int = 20  # most epochs; early stopping may end sooner
@@ -497,7 +498,12 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         x = parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
     x = keras.layers.Dropout(config.dropout)(x)
     x = blocks.StackedLSTM(
-        config.units, config.layers, bidirectional=True, dropout=config.dropout, name="encoder"
+        config.units,
+        config.layers,
+        bidirectional=True,
+        dropout=config.dropout,
+        cell=config.cell,
+        name="encoder",
     )(x, mask=mask)
     x = blocks.DropMask()(x)
     logits = keras.layers.Dense(len(prep["labels"]) + 1, name="logits")(x)

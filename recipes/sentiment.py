@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import blocks, metrics, plots, training
+from lstm_recipes import blocks, cells, metrics, plots, training
 from lstm_recipes.data import Splits, files, limit, make_splits
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -64,6 +64,7 @@ class Config:
     embedding_dim: int = 128  # width of the word embedding
     units: int = 64  # LSTM units per direction
     layers: int = 1  # stacked LSTM layers
+    cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     bidirectional: bool = True  # read the text in both directions
     residual: bool = False  # residual connections between stacked layers
     pooling: Literal["last", "max", "mean", "max_mean"] = "max_mean"  # sequence -> vector
@@ -227,6 +228,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         bidirectional=config.bidirectional,
         dropout=config.dropout,
         residual=config.residual,
+        cell=config.cell,
     )
     x = blocks.sequence_summary(x, config.pooling, encoder)
     x = keras.layers.Dropout(config.dropout)(x)

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import blocks, decoding, metrics, plots, training
+from lstm_recipes import blocks, cells, decoding, metrics, plots, training
 from lstm_recipes.data import Splits, limit, make_splits, parallel
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
@@ -84,6 +84,7 @@ class Config:
     encoder_layers: int = 1  # stacked bidirectional encoder layers
     decoder_units: int = 256  # decoder LSTM units (and attentional vector width)
     decoder_layers: int = 1  # stacked decoder layers
+    cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     attention: Literal["dot", "general", "additive"] = "general"  # Luong dot/general, Bahdanau
     dropout: float = 0.2  # dropout on embeddings, between layers and before the logits
     batch_size: int = 64  # sentence pairs per batch
@@ -290,6 +291,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         bidirectional=True,
         dropout=config.dropout,
         return_state=True,
+        cell=config.cell,
         name="encoder",
     )(x, mask=source_mask)
     # Both through tanh: a linear bridge let the cell state grow to |c| ~ 20, which saturated
@@ -303,6 +305,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         config.decoder_layers,
         attention=config.attention,
         dropout=config.dropout,
+        cell=config.cell,
         name="decoder",
     )([target_in, memory, source_mask, h0, c0])
     model = keras.Model({"source": source, "target_in": target_in}, logits, name="translation")
@@ -336,8 +339,7 @@ class Translator(tf.Module):
     def encode(self, ids):
         mask = tf.not_equal(ids, 0)
         memory, h, c = self.encoder(self.embedding(ids), mask=mask, training=False)
-        states = [[self.bridge_h(h), self.bridge_c(c)] for _ in range(self.config.decoder_layers)]
-        return memory, mask, states
+        return memory, mask, self.decoder.start_states(self.bridge_h(h), self.bridge_c(c))
 
     def search(self, ids, beam_width: int):
         """(batch, steps) output ids, each row ending in END repeats."""
