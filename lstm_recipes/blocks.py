@@ -336,7 +336,8 @@ class AttentionDecoder(layers.Layer):
     """An LSTM decoder with attention after the LSTM (Luong et al. 2015), step-able for search.
 
     target embedding -> stacked unidirectional LSTM (the fast kernel: no input feeding) ->
-    attention over the memory -> ``tanh(W [h; context])`` -> dropout -> vocabulary logits.
+    attention over the memory -> ``W [h; context]`` (Luong's attentional vector; ``tanh`` of it
+    as an option) -> dropout -> vocabulary logits.
 
     ``call([target_in, memory, memory_mask, h, c])`` runs teacher-forced over whole target
     sequences (every layer starts from ``[h, c]``); ``decode`` also returns the attention weights
@@ -350,6 +351,10 @@ class AttentionDecoder(layers.Layer):
         attention: ``dot``, ``general`` or ``additive`` (see ``Attention``).
         dropout: dropout on embeddings, between layers and before the logits.
         cell: the recurrent cell (``cells.CELLS``).
+        attentional_activation: ``linear`` (default) or ``tanh`` (Luong et al.'s equation 5).
+            Measured on Tatoeba spa-eng (12k-word vocabularies): with ``tanh``, Adam drove 99%
+            of the attentional units into saturation within 100 steps and the model sat at
+            unigram accuracy for hundreds to thousands of steps; ``linear`` learned at once.
     """
 
     def __init__(
@@ -361,9 +366,15 @@ class AttentionDecoder(layers.Layer):
         attention: str = "general",
         dropout: float = 0.0,
         cell: str = "lstm",
+        attentional_activation: str = "linear",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if attentional_activation not in ("linear", "tanh"):
+            raise ValueError(
+                f"expected attentional_activation linear or tanh, got {attentional_activation!r}"
+            )
+        self.attentional_activation = attentional_activation
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.num_layers, self.attention_kind, self.dropout_rate = num_layers, attention, dropout
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
@@ -372,7 +383,7 @@ class AttentionDecoder(layers.Layer):
             units, num_layers, bidirectional=False, dropout=dropout, cell=cell, name="lstm"
         )
         self.attention = Attention(attention, name="attention")
-        self.combine = layers.Dense(units, activation="tanh", name="attentional")
+        self.combine = layers.Dense(units, activation=attentional_activation, name="attentional")
         self.drop = layers.Dropout(dropout)
         self.logits = layers.Dense(vocab_size, name="logits")
         # The memory arrives masked; the masks used are the explicit memory_mask and target ids.
@@ -447,6 +458,7 @@ class AttentionDecoder(layers.Layer):
             "attention": self.attention_kind,
             "dropout": self.dropout_rate,
             "cell": self.cell,
+            "attentional_activation": self.attentional_activation,
         }
 
 

@@ -361,3 +361,103 @@ def predict(model_dir, inputs, input_file, signature, as_json, prompt, chars, te
 
     for row in serve.predict(model_dir, inputs, signature):
         click.echo(json.dumps(row, ensure_ascii=False) if as_json else serve.format_row(row))
+
+
+# ----------------------------------------------------------------------------- ablation
+
+
+@main.command()
+@_run_options
+@click.option(
+    "--cells",
+    default=",".join(("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")),
+    show_default=True,
+    help="Comma-separated cells (see `show RECIPE`: the cell field).",
+)
+@click.option("--seeds", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--metric", default=None, help="Test metric to compare (default: the recipe's).")
+@handle_errors
+def ablate(recipe, data, test_data, preset, overrides, run_dir, cells, seeds, metric):
+    """Train RECIPE once per cell and seed; table (mean ± std, diff, Welch p) and box plot.
+
+    Everything goes to --run-dir (default runs/ablate/RECIPE-PRESET): one run directory per
+    cell and seed, records.jsonl, results.md, results.csv and cells.png. Rerun the same command
+    to resume: finished runs are not retrained.
+    """
+    import time
+
+    _quiet_tensorflow()
+    from lstm_recipes import ablation
+    from lstm_recipes import cells as cells_lib
+    from lstm_recipes import recipe as recipe_lib
+
+    module = recipe_lib.load_recipe(recipe)
+    base = recipe_lib.resolve_config(module, preset, overrides)
+    if not hasattr(base, "cell"):
+        raise UserError(f"recipe {recipe} has no `cell` config field to ablate")
+    for item in overrides:
+        if item.split("=", 1)[0].strip() in ("cell", "seed"):
+            raise UserError(f"ablate sets cell and seed itself; remove --set {item}")
+    names = [c.strip() for c in cells.split(",") if c.strip()]
+    for name in names:
+        if name not in cells_lib.CELLS:
+            raise UserError(f"unknown cell {name!r}; expected some of {', '.join(cells_lib.CELLS)}")
+    metric = metric or getattr(module, "MAIN_METRIC", "accuracy")
+    out_dir = Path(
+        run_dir or Path("runs") / "ablate" / f"{module.__name__.split('.')[-1]}-{preset}"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "recipe": recipe,
+        "data": data,
+        "test_data": test_data,
+        "preset": preset,
+        "overrides": list(overrides),
+        "metric": metric,
+    }
+    settings_path = out_dir / "ablation.json"
+    if settings_path.exists():
+        before = json.loads(settings_path.read_text())
+        if before != settings:
+            raise UserError(
+                f"{out_dir} holds an ablation with other settings ({before}); expected {settings}."
+                " Use another --run-dir"
+            )
+    else:
+        settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    records_path = out_dir / "records.jsonl"
+    done = {(r["cell"], r["seed"]) for r in ablation.read_records(records_path)}
+    jobs = [(c, base.seed + k) for c in names for k in range(seeds)]
+    for n, (cell, seed) in enumerate(jobs, start=1):
+        if (cell, seed) in done:
+            continue
+        click.echo(f"[{n}/{len(jobs)}] cell={cell} seed={seed}")
+        t0 = time.time()
+        run_overrides = (*overrides, f"cell={cell}", f"seed={seed}")
+        module_, config, prep, model, splits, run_dir, info = _train(
+            recipe, data, test_data, preset, run_overrides, out_dir / "runs" / f"{cell}-seed{seed}"
+        )
+        metrics = _evaluate(module_, config, prep, model, splits, run_dir, info)
+        if metric not in metrics:
+            numeric = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+            raise UserError(f"expected test metric {metric!r}; this recipe reports {numeric}")
+        record = {
+            "cell": cell,
+            "seed": seed,
+            "metric": float(metrics[metric]),
+            "seconds": round(time.time() - t0, 1),
+            "params": int(model.count_params()),
+            "run_dir": str(run_dir),
+        }
+        with open(records_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    records = [r for r in ablation.read_records(records_path) if r["cell"] in names]
+    rows = ablation.summarize(records, metric)
+    header = (
+        f"Ablation of `{recipe}` (preset {preset}, data {data}, {seeds} seeds from {base.seed}"
+        + (f", --set {' '.join(overrides)}" if overrides else "")
+        + ")"
+    )
+    paths = ablation.write_report(out_dir, rows, metric, header)
+    click.echo((out_dir / "results.md").read_text())
+    click.echo(f"wrote {paths['markdown']}, {paths['csv']}, {out_dir / 'cells.png'}")

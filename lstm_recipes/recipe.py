@@ -17,7 +17,8 @@ A recipe is a plain module. It holds:
 Training reads the config fields ``seed``, ``batch_size``, ``epochs``, ``learning_rate`` and
 ``patience``, and, when a Config has them, ``clipnorm``, ``lr_decay`` and ``max_minutes``.
 Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoint, default
-``val_loss``), ``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE``.
+``val_loss``), ``MAIN_METRIC`` (the test metric ``ablate`` compares, default ``accuracy``),
+``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE``.
 """
 
 from __future__ import annotations

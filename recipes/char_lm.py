@@ -53,6 +53,7 @@ SIGNATURES = {
     "serving_default": "text: string[None] -> {bits_per_char: float32[None]}",
 }
 MONITOR = "val_loss"
+MAIN_METRIC = "bits_per_char"  # the test metric `ablate` compares
 PREDICT_EXAMPLE = '--prompt "ROMEO:" --chars 300'
 
 

@@ -51,6 +51,7 @@ SIGNATURES = {
     "serving_default": "text: string[None] -> {label: string[None], probabilities: float32[None, C]}"
 }
 MONITOR = "val_loss"
+MAIN_METRIC = "accuracy"  # the test metric `ablate` compares
 PREDICT_EXAMPLE = '"a gripping, beautifully acted film"'
 
 
