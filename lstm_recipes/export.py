@@ -29,7 +29,8 @@ class Serving:
     Args:
         endpoints: signature name -> ``tf.function`` with an ``input_signature``.
         track: layers and models whose variables and lookup tables the endpoints use.
-        samples: signature name -> keyword inputs (plain lists) used to verify the export.
+        samples: signature name -> keyword inputs (plain lists, or ``binary_sample(...)`` for
+            bytes) used to verify the export.
     """
 
     endpoints: dict
@@ -73,12 +74,31 @@ def _to_plain(value) -> list:
     return array.tolist()
 
 
+def binary_sample(values: list[bytes]) -> dict:
+    """A verification sample of raw bytes (e.g. image files), carried as base64 in JSON.
+
+    Args:
+        values: the byte strings.
+    """
+    import base64
+
+    return {"base64": [base64.b64encode(v).decode("ascii") for v in values]}
+
+
+def _unwrap(value):
+    import base64
+
+    if isinstance(value, dict):
+        return [base64.b64decode(x) for x in value["base64"]]
+    return value
+
+
 def run_samples(endpoints: dict, samples: dict) -> dict:
     """Outputs of each endpoint on its samples, as plain lists (the in-process reference)."""
     results = {}
     for name, inputs in samples.items():
         spec = endpoints[name].input_signature
-        args = {s.name: tf.constant(inputs[s.name], dtype=s.dtype) for s in spec}
+        args = {s.name: tf.constant(_unwrap(inputs[s.name]), dtype=s.dtype) for s in spec}
         outputs = endpoints[name](**args)
         results[name] = {k: _to_plain(v) for k, v in outputs.items()}
     return results
@@ -91,12 +111,15 @@ import numpy as np
 import tensorflow as tf
 assert "lstm_recipes" not in sys.modules
 path, samples = sys.argv[1], json.load(sys.stdin)
+import base64
+def _unwrap(v):
+    return [base64.b64decode(x) for x in v["base64"]] if isinstance(v, dict) else v
 loaded = tf.saved_model.load(path)
 results = {}
 for name, inputs in samples.items():
     fn = loaded.signatures[name]
     specs = fn.structured_input_signature[1]
-    outputs = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
+    outputs = fn(**{k: tf.constant(_unwrap(v), dtype=specs[k].dtype) for k, v in inputs.items()})
     plain = {}
     for k, v in outputs.items():
         a = v.numpy()

@@ -63,6 +63,27 @@ def translation_scores(hypotheses: list[str], references: list[list[str]], lower
     return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2), "bleu_detail": str(bleu)}
 
 
+def caption_bleu(hypotheses: list[str], references: list[list[str]]) -> dict:
+    """Corpus BLEU-1 to BLEU-4 (sacreBLEU, lowercased) of captions against all their references.
+
+    Args:
+        hypotheses: one caption per image.
+        references: the reference captions of each image (any number per image).
+    """
+    from sacrebleu.metrics import BLEU
+
+    most = max((len(r) for r in references), default=1)
+    # sacreBLEU takes reference streams of equal length: repeating an image's first reference
+    # changes neither clipped n-gram counts nor the closest reference length.
+    streams = [[r[k] if k < len(r) else r[0] for r in references] for k in range(most)]
+    return {
+        f"bleu{n}": round(
+            BLEU(lowercase=True, max_ngram_order=n).corpus_score(hypotheses, streams).score, 2
+        )
+        for n in (1, 2, 3, 4)
+    }
+
+
 def masked_accuracy(y_true, logits):
     """Keras metric: accuracy of the argmax over the real (non-zero) target tokens only.
 

@@ -94,3 +94,31 @@ def attention_map(weights, source_tokens: list[str], output_tokens: list[str], o
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def caption_attention(image, words: list[str], weights, out: Path, columns: int = 5) -> Path:
+    """The image once per generated word, with the attended region of the feature grid lit.
+
+    Args:
+        image: (H, W, 3) uint8.
+        words: the generated words.
+        weights: (len(words), grid rows, grid columns) attention weights.
+        out: the PNG to write.
+        columns: panels per row.
+    """
+    rows = (len(words) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.3 * rows), squeeze=False)
+    height, width = image.shape[:2]
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, word, w in zip(axes.ravel(), words, weights):
+        ax.imshow(image)
+        ax.imshow(
+            w, cmap="gray", alpha=0.55, extent=(0, width, height, 0), interpolation="bilinear"
+        )
+        ax.set_title(word, fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

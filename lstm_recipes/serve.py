@@ -70,7 +70,22 @@ def predict(model_dir: Path, inputs: list[str], signature: str = "serving_defaul
             f"signature {signature!r} takes ({wanted}); predict feeds one string per input line"
         )
     (name,) = specs
-    outputs = fn(**{name: tf.constant(inputs, tf.string)})
+    values = inputs
+    if name.endswith("_bytes"):
+        # A binary input (image_bytes): the inputs are files to read.
+        values = []
+        for item in inputs:
+            try:
+                values.append(Path(item).read_bytes())
+            except OSError as e:
+                raise UserError(
+                    f"expected a readable file for {name}, got {item}: {e.strerror}"
+                ) from None
+    try:
+        outputs = fn(**{name: tf.constant(values, tf.string)})
+    except tf.errors.InvalidArgumentError as e:
+        first = (e.message.strip().splitlines() or [""])[0]
+        raise UserError(f"the model rejected the input ({name}): {first}") from None
     rows = [{name: text} for text in inputs]
     for key, value in outputs.items():
         array = value.numpy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import json
 import sys
 import time
@@ -160,7 +161,10 @@ def preprocessing(module, config, splits, run_dir: Path) -> dict:
     if path.exists():
         return read_json(path)
     t0 = time.time()
-    prep = module.fit_preprocessing(config, splits.train)
+    # A recipe may keep run-local state beside its preprocessing (e.g. an image feature cache).
+    takes_run_dir = "run_dir" in inspect.signature(module.fit_preprocessing).parameters
+    extra = {"run_dir": run_dir} if takes_run_dir else {}
+    prep = module.fit_preprocessing(config, splits.train, **extra)
     _write_json(path, prep)
     print(f"preprocessing fitted on the train split in {time.time() - t0:.1f}s", flush=True)
     return prep

@@ -8,7 +8,18 @@ from click.testing import CliRunner
 
 from lstm_recipes.cli import main
 
-COMMANDS = ["list", "show", "new", "run", "train", "evaluate", "export", "predict", "ablate"]
+COMMANDS = [
+    "list",
+    "show",
+    "new",
+    "run",
+    "train",
+    "evaluate",
+    "export",
+    "predict",
+    "ablate",
+    "diagnose",
+]
 
 
 def test_every_command_is_tested_here():
