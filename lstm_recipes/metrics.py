@@ -84,6 +84,32 @@ def caption_bleu(hypotheses: list[str], references: list[list[str]]) -> dict:
     }
 
 
+def caption_cider(hypotheses: list[str], references: list[list[str]]) -> float | None:
+    """Corpus CIDEr-D (pycocoevalcap's pure-Python scorer), or None when it is not installed.
+
+    Tokens are lowercased words (punctuation dropped), in place of the COCO toolkit's Java PTB
+    tokenizer. Install with ``pip install "lstm-recipes[cider]"``.
+
+    Args:
+        hypotheses: one caption per image.
+        references: the reference captions of each image.
+    """
+    import re
+
+    try:
+        from pycocoevalcap.cider.cider import Cider
+    except ImportError:
+        return None
+
+    def tokens(text: str) -> str:
+        return " ".join(re.findall(r"[\w']+", text.lower()))
+
+    gts = {i: [tokens(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [tokens(h)] for i, h in enumerate(hypotheses)}
+    score, _ = Cider().compute_score(gts, res)
+    return round(float(score), 4)
+
+
 def masked_accuracy(y_true, logits):
     """Keras metric: accuracy of the argmax over the real (non-zero) target tokens only.
 

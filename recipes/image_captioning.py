@@ -14,6 +14,8 @@ minutes on 2 CPU cores, with a small CNN trained from scratch:
 
     lstm-recipes run image_captioning
 
+Expect BLEU-4 above 99 on the 300 test scenes, greedy and beam (measured 99.85 / 99.93 in 13.5
+minutes with other work beside it; an easy, synthetic task that shows the machinery works).
 On the first 1,000 Flickr8k images (100 held out for test), with ImageNet MobileNetV2 weights
 (nothing downloads: point ``weights`` at the file):
 
@@ -21,7 +23,8 @@ On the first 1,000 Flickr8k images (100 held out for test), with ImageNet Mobile
         --data ../shared/data/captioning/flickr8k-1000 \
         --set weights=../shared/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 
-benchmarks/RESULTS.md has the measured BLEU.
+Expect BLEU-1 about 58 and BLEU-4 about 16 with beam search on the 100 test images, the whole
+command in about 12 minutes (measured 57.74 / 16.29; benchmarks/RESULTS.md).
 
 Export: ``serving_default(image_bytes: string[None]) -> {caption: string[None]}`` (JPEG or PNG
 bytes; decoding, resizing, backbone, decoder and beam search in the graph) and ``greedy``.
@@ -130,7 +133,7 @@ PRESETS = {
         embedding_dim=64,
         units=128,
         learning_rate=3e-3,
-        epochs=15,
+        epochs=10,
     ),
     # Flickr8k's first 1,000 images: 800 train / 100 validation / 100 test, frozen MobileNetV2.
     "flickr8k": Config(
@@ -786,6 +789,9 @@ def evaluate(config: Config, model: keras.Model, prep: dict, examples: list, run
         result.update(
             {f"{k}_{name}": v for k, v in metrics.caption_bleu(outputs[name], references).items()}
         )
+        cider = metrics.caption_cider(outputs[name], references)
+        if cider is not None:
+            result[f"cider_{name}"] = cider
     with open(run_dir / "captions.tsv", "w", encoding="utf-8") as f:
         f.write("image\tgreedy\tbeam\treferences\n")
         for (ref, caps), g, b in zip(examples, outputs["greedy"], outputs["beam"]):

@@ -237,3 +237,18 @@ def test_frozen_backbone_run_trains_on_cached_features_and_exports(tmp_path):
     assert (run_dir / "export" / "1" / "saved_model.pb").exists()
     again = cli_ok(*[a if a != str(run_dir) else str(tmp_path / "run2") for a in args])
     assert "computing image features" not in again.output, "features were not reused"
+
+
+def test_caption_metrics():
+    from lstm_recipes import metrics
+
+    refs = [["a dog runs on grass", "a brown dog runs"], ["two girls play", "girls play in a park"]]
+    perfect = metrics.caption_bleu(["a dog runs on grass", "two girls play"], refs)
+    assert perfect["bleu1"] == 100.0 and perfect["bleu4"] > 0
+    poor = metrics.caption_bleu(["a cat sleeps", "a man sits"], refs)
+    assert poor["bleu1"] < perfect["bleu1"] and poor["bleu4"] == 0.0
+    pytest.importorskip("pycocoevalcap")
+    three = refs + [["a red car", "a car parked on a street"]]
+    good = metrics.caption_cider(["a dog runs on grass", "two girls play", "a red car"], three)
+    bad = metrics.caption_cider(["a red car", "a dog runs", "two girls play"], three)
+    assert good > bad >= 0.0
