@@ -252,3 +252,31 @@ def test_caption_metrics():
     good = metrics.caption_cider(["a dog runs on grass", "two girls play", "a red car"], three)
     bad = metrics.caption_cider(["a red car", "a dog runs", "two girls play"], three)
     assert good > bad >= 0.0
+
+
+def test_fine_tuning_trains_only_the_last_backbone_layers_with_augmentation(tmp_path):
+    weights = _mobilenet_weights(tmp_path / "mobilenet.weights.h5")
+    config = captioning.Config(
+        backbone="mobilenet",
+        weights=str(weights),
+        image_size=64,
+        fine_tune=4,
+        augment=True,
+        feature_dim=8,
+        embedding_dim=8,
+        units=8,
+        batch_size=4,
+    )
+    examples = captioning.builtin_examples(6)
+    prep = captioning.fit_preprocessing(config, examples)
+    model = captioning.build_model(config, prep)
+    assert "features" not in model.input, "a trained backbone takes images, not cached features"
+    backbone = model.get_layer("image_encoder").layers[2]
+    trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+    assert 0 < len(trainable) <= 4 and backbone.layers[-1].trainable
+    assert not backbone.layers[1].trainable
+    before = [w.numpy().copy() for w in backbone.weights]
+    history = model.fit(captioning.batches(config, prep, examples, training=True), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    changed = [not np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights)]
+    assert any(changed) and not all(changed)

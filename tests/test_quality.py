@@ -115,3 +115,48 @@ def test_ud_ewt_upos_95(tmp_path):
     metrics = run(["run", "frame_labeling", "--preset", "ud-upos", *args], tmp_path)
     assert metrics["sequences"] == 2077
     assert metrics["accuracy"] >= 0.95, metrics["accuracy"]
+
+
+FLICKR = SHARED_DATA / "captioning" / "flickr8k-1000"
+MOBILENET_V2 = (
+    SHARED_DATA.parent
+    / "models"
+    / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+)
+
+
+@pytest.mark.skipif(
+    not (FLICKR.exists() and MOBILENET_V2.exists()),
+    reason=f"real data or weights not found at {FLICKR}, {MOBILENET_V2} (set LSTM_RECIPES_DATA)",
+)
+def test_image_captioning_flickr8k_reaches_bleu(tmp_path):
+    args = ["run", "image_captioning", "--preset", "flickr8k", "--data", str(FLICKR)]
+    metrics = run([*args, "--set", f"weights={MOBILENET_V2}"], tmp_path)
+    assert metrics["images"] == 100
+    assert metrics["bleu1_beam"] >= 50.0 and metrics["bleu4_beam"] >= 10.0, metrics
+
+
+def test_image_captioning_builtin_scenes(tmp_path):
+    metrics = run(["run", "image_captioning"], tmp_path)
+    assert metrics["bleu4_beam"] >= 95.0, metrics
+
+
+@pytest.mark.skipif(not EWT.exists(), reason=f"real data not found at {EWT}")
+def test_ablation_smoke_on_upos_small(tmp_path):
+    # Two cells, one seed each: the ablation machinery on real data (the full 9 x 3 is in RESULTS).
+    args = [
+        "ablate",
+        "frame_labeling",
+        "--preset",
+        "upos-small",
+        "--cells",
+        "np,nfg",
+        "--seeds",
+        "1",
+    ]
+    args += ["--data", str(EWT / "en_ewt-ud-train.conllu.gz")]
+    args += ["--test-data", str(EWT / "en_ewt-ud-test.conllu.gz"), "--run-dir", str(tmp_path / "a")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "a" / "results.csv").read_text().splitlines()
+    assert len(rows) == 3
