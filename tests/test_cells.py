@@ -109,7 +109,7 @@ def test_variants_differ_from_each_other():
             assert not np.allclose(outs[names[a]], outs[names[b]]), (names[a], names[b])
 
 
-@pytest.mark.parametrize("cell", ["vanilla", "fgr", "gru", "simple_rnn", "cifg"])
+@pytest.mark.parametrize("cell", cells.CELLS)
 def test_stacked_cells_save_and_reload(cell, tmp_path):
     inputs = keras.Input((None, 3))
     seq, h, c = blocks.StackedLSTM(

@@ -280,3 +280,13 @@ def test_fine_tuning_trains_only_the_last_backbone_layers_with_augmentation(tmp_
     assert np.isfinite(history.history["loss"][0])
     changed = [not np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights)]
     assert any(changed) and not all(changed)
+
+
+def test_tfds_coco_captions_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=6):
+        splits = captioning.load_data(captioning.PRESETS["tiny"], "tfds:coco_captions")
+    ref, caps = splits.train[0]
+    assert isinstance(ref, bytes) and ref[:4] == b"\x89PNG"
+    assert caps and all(isinstance(c, str) for c in caps)
+    assert splits.sizes()["test"] >= 1
