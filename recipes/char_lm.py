@@ -11,7 +11,7 @@ Run it on the built-in sample (four Shakespeare plays, 535,345 characters):
 
 Expect validation loss about 1.47 nats/char in about 6 minutes. On tiny-shakespeare:
 
-    lstm-recipes run char_lm --preset shakespeare \
+    lstm-recipes run char_lm --preset shakespeare \\
         --data ../shared/data/charlm/tinyshakespeare/input.txt
 
 Measured: validation loss 1.480 nats/char (2.135 bits/char) in 25 minutes on 2 CPU cores

@@ -19,11 +19,11 @@ exercises, joined into one sequence per subject; test subjects never seen in tra
 Expect per-frame accuracy about 0.64 on the two held-out subjects (measured 0.645 in 1.5
 minutes; benchmarks/RESULTS.md). Tagging (UPOS: measured 0.9507 test accuracy in 17 minutes):
 
-    lstm-recipes run frame_labeling --preset conll2000 \
-        --data ../shared/data/labeling/conll2000/train.txt \
+    lstm-recipes run frame_labeling --preset conll2000 \\
+        --data ../shared/data/labeling/conll2000/train.txt \\
         --test-data ../shared/data/labeling/conll2000/test.txt
-    lstm-recipes run frame_labeling --preset ud-upos \
-        --data ../shared/data/labeling/ud-english-ewt/en_ewt-ud-train.conllu.gz \
+    lstm-recipes run frame_labeling --preset ud-upos \\
+        --data ../shared/data/labeling/ud-english-ewt/en_ewt-ud-train.conllu.gz \\
         --test-data ../shared/data/labeling/ud-english-ewt/en_ewt-ud-test.conllu.gz
 
 Export, tokens: ``serving_default(tokens: string[None, None]) -> {tags: string[None, None]}``

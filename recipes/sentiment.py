@@ -10,8 +10,8 @@ Run it on the built-in sample (12,808 Rotten Tomatoes snippets, fresh/rotten), a
 
 Expect test accuracy about 0.77 (see benchmarks/RESULTS.md). On IMDB (25,000 + 25,000 reviews):
 
-    lstm-recipes run sentiment --preset imdb \
-        --data ../shared/data/sentiment/imdb/train.csv.gz \
+    lstm-recipes run sentiment --preset imdb \\
+        --data ../shared/data/sentiment/imdb/train.csv.gz \\
         --test-data ../shared/data/sentiment/imdb/test.csv.gz
 
 Expect test accuracy >= 0.88 (measured 0.889 and 0.890 on two seeds) in 8-10 minutes on 2 CPU

@@ -15,7 +15,7 @@ languages -> ISO 8601), a few minutes on 2 CPU cores:
 Expect exact match 1.00 and BLEU 100 on the 2,000 test dates, greedy and beam (measured in
 4 minutes; an easy, synthetic task that shows the machinery works). On the Tatoeba English-Spanish pairs (118,964; 2,000 held out for test):
 
-    lstm-recipes run translation --preset spa-eng \
+    lstm-recipes run translation --preset spa-eng \\
         --data ../shared/data/translation/spa-eng/spa-eng.zip
 
 Expect BLEU about 43 with beam search (measured 42.85; greedy 40.36) on the 2,000 test pairs
