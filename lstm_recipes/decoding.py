@@ -191,6 +191,57 @@ def until_end(tokens, end_id: int):
     return tf.equal(tf.cumsum(tf.cast(tf.equal(tokens, end_id), tf.int32), axis=-1), 0)
 
 
+def search_attention_decoder(
+    decoder,
+    states,
+    memory,
+    memory_mask,
+    start_id: int,
+    end_id: int,
+    max_length,
+    beam_width: int = 1,
+    length_penalty: float = 0.6,
+):
+    """Greedy (``beam_width`` 1) or beam search through a ``blocks.AttentionDecoder``.
+
+    Returns (batch, steps) output ids, each row ending in ``end_id`` repeats.
+
+    Args:
+        decoder: the ``AttentionDecoder`` (its ``step`` and ``attention.keys`` are used).
+        states: the decoder's start states (``decoder.start_states(h, c)``).
+        memory: (batch, positions, width) what the decoder attends to.
+        memory_mask: (batch, positions) True on real positions.
+        start_id, end_id: the start and end marker ids.
+        max_length: most output steps (an int or a scalar tensor).
+        beam_width: 1 for greedy search.
+        length_penalty: GNMT length-penalty alpha of the beam search.
+    """
+    keys = decoder.attention.keys(memory)
+
+    def step(tokens, states, constants):
+        return decoder.step(tokens, states, *constants)
+
+    start = tf.fill([tf.shape(memory)[0]], start_id)
+    constants = (memory, keys, memory_mask)
+    if beam_width <= 1:
+        return greedy(step, states, constants, start, end_id, max_length)
+    return beam_search(
+        step, states, constants, start, end_id, max_length, beam_width, length_penalty
+    )
+
+
+def output_words(words, out, start_id: int, end_id: int):
+    """Ragged words of output ids: cut at the first ``end_id``, markers and padding removed.
+
+    Args:
+        words: (vocabulary,) string tensor indexed by id.
+        out: (batch, steps) output ids.
+        start_id, end_id: the markers.
+    """
+    keep = until_end(out, end_id) & (out != start_id) & (out != 0)
+    return tf.ragged.boolean_mask(tf.gather(words, out), keep)
+
+
 def viterbi(log_probs, mask, allowed, start_allowed, transitions=None, start=None, end=None):
     """The best label path under hard transition constraints, as one graph function.
 

@@ -708,29 +708,20 @@ class Captioner(tf.Module):
 
     def search(self, grid, beam_width: int):
         memory, mask, states = self.memory(grid)
-        keys = self.decoder.attention.keys(memory)
-
-        def step(tokens, states, constants):
-            return self.decoder.step(tokens, states, *constants)
-
-        start = tf.fill([tf.shape(grid)[0]], START)
-        steps = self.config.max_length + 1
-        if beam_width <= 1:
-            return decoding.greedy(step, states, (memory, keys, mask), start, END, steps)
-        return decoding.beam_search(
-            step,
+        return decoding.search_attention_decoder(
+            self.decoder,
             states,
-            (memory, keys, mask),
-            start,
+            memory,
+            mask,
+            START,
             END,
-            steps,
+            self.config.max_length + 1,
             beam_width,
             self.config.length_penalty,
         )
 
     def text(self, out):
-        keep = decoding.until_end(out, END) & (out != START) & (out != 0)
-        words = tf.ragged.boolean_mask(tf.gather(self.words, out), keep)
+        words = decoding.output_words(self.words, out, START, END)
         return text_lib.detokenize(tf.strings.reduce_join(words, axis=-1, separator=" "))
 
     def grid(self, data):

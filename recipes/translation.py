@@ -348,23 +348,16 @@ class Translator(tf.Module):
     def search(self, ids, beam_width: int):
         """(batch, steps) output ids, each row ending in END repeats."""
         memory, mask, states = self.encode(ids)
-        keys = self.decoder.attention.keys(memory)
-
-        def step(tokens, states, constants):
-            return self.decoder.step(tokens, states, *constants)
-
         lengths = tf.reduce_sum(tf.cast(mask, tf.int32), -1)
         real_length = tf.reduce_max(tf.concat([[0], lengths], 0))
         # A translation seldom runs past twice its source; the cap stops a looping decoder.
         max_length = tf.minimum(2 * real_length + 10, self.config.max_length + 10)
-        start = tf.fill([tf.shape(ids)[0]], START)
-        if beam_width <= 1:
-            return decoding.greedy(step, states, (memory, keys, mask), start, END, max_length)
-        return decoding.beam_search(
-            step,
+        return decoding.search_attention_decoder(
+            self.decoder,
             states,
-            (memory, keys, mask),
-            start,
+            memory,
+            mask,
+            START,
             END,
             max_length,
             beam_width,
@@ -373,8 +366,7 @@ class Translator(tf.Module):
 
     def words(self, out):
         """Ragged output words (markers and padding removed, [UNK] kept)."""
-        keep = decoding.until_end(out, END) & (out != START) & (out != 0)
-        return tf.ragged.boolean_mask(tf.gather(self.target_words, out), keep)
+        return decoding.output_words(self.target_words, out, START, END)
 
     def translate(self, text, beam_width: int):
         words = self.words(self.search(self.source_ids(text), beam_width))
