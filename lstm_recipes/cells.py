@@ -36,8 +36,6 @@ Cell = typing.Literal[
 ]
 CELLS = typing.get_args(Cell)
 VARIANTS = CELLS[1:10]
-# The paper's nine cells (np stands for Keras's LSTM), as `ablate --cells` takes them by default.
-PAPER_CELLS = VARIANTS
 _warned: set[str] = set()
 
 

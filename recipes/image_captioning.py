@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -422,8 +423,9 @@ def _weights(config: Config):
         ),
         "mobilenet": "mobilenet_2_5_224_tf_no_top.h5",
     }
-    home = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
-    cached = home.expanduser() / "models" / names[config.backbone]
+    # Where Keras itself looks: $KERAS_HOME, else ~/.keras.
+    home = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
+    cached = home / "models" / names[config.backbone]
     if cached.is_file():
         return "imagenet"
     from lstm_recipes.data.tfds import _online

@@ -290,3 +290,11 @@ def test_tfds_coco_captions_with_mock_data():
     assert isinstance(ref, bytes) and ref[:4] == b"\x89PNG"
     assert caps and all(isinstance(c, str) for c in caps)
     assert splits.sizes()["test"] >= 1
+
+
+def test_imagenet_weights_found_under_keras_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / name).write_bytes(b"placeholder")
+    assert captioning._weights(captioning.Config()) == "imagenet"
