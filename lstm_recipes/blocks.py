@@ -7,19 +7,10 @@ inputs are right-padded and masked.
 
 from __future__ import annotations
 
-import warnings
-
 import keras
 from keras import layers, ops
 
 from lstm_recipes import cells
-
-
-def warn_slow_path(reason: str) -> None:
-    """Say once, in one line, that a config leaves the fast (cuDNN) LSTM kernel."""
-    warnings.warn(
-        f"{reason}: this leaves the fast cuDNN LSTM kernel (10-25x slower on GPU)", stacklevel=3
-    )
 
 
 class StackedLSTM(layers.Layer):
@@ -34,7 +25,8 @@ class StackedLSTM(layers.Layer):
         return_sequences: return every step of the last layer (masked) instead of its final output.
         return_state: also return the final ``[h, c]`` state of the last layer (both directions'
             states concatenated when bidirectional), e.g. to start a decoder.
-        recurrent_dropout: dropout on the recurrent state; leaves the fast kernel (warns).
+        recurrent_dropout: dropout on the recurrent state; leaves the fast kernel (training warns:
+            ``fastpath.check_model``).
         stateful: keep each layer's final state as the next batch's initial state (truncated
             backpropagation over consecutive windows; needs a fixed batch size).
         cell: the recurrent cell, a name from ``cells.CELLS`` (default ``lstm``: Keras's LSTM).
@@ -62,8 +54,6 @@ class StackedLSTM(layers.Layer):
         if num_layers < 1:
             raise ValueError(f"expected num_layers >= 1, got {num_layers}")
         self.cell = cells.check_cell(cell)
-        if recurrent_dropout:
-            warn_slow_path(f"recurrent_dropout={recurrent_dropout}")
         self.units = units
         self.num_layers = num_layers
         self.bidirectional = bidirectional

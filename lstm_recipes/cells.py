@@ -18,14 +18,13 @@ three gates (``+ R_*i i' + R_*f f' + R_*o o'``).
 
 ``lstm`` (the default) and ``np`` are ``keras.layers.LSTM`` (no peepholes), the fast kernel
 (cuDNN on a GPU); ``gru`` and ``simple_rnn`` are Keras's own layers. The other variants are
-``LSTMVariantCell`` in ``keras.layers.RNN``: a generic step loop, slower on a GPU (a one-line
-warning says so), about as fast as Keras's LSTM on a CPU, where there is no fused kernel.
+``LSTMVariantCell`` in ``keras.layers.RNN``: a generic step loop, slower on a GPU (training
+warns: ``fastpath.check_model``), about as fast as Keras's LSTM on a CPU, where there is no fused kernel.
 """
 
 from __future__ import annotations
 
 import typing
-import warnings
 
 import keras
 from keras import layers, ops
@@ -36,7 +35,6 @@ Cell = typing.Literal[
 ]
 CELLS = typing.get_args(Cell)
 VARIANTS = CELLS[1:10]
-_warned: set[str] = set()
 
 
 def check_cell(cell: str) -> str:
@@ -109,13 +107,6 @@ def recurrent_layer(
         return layers.SimpleRNN(units, recurrent_dropout=recurrent_dropout, **common)
     if recurrent_dropout:
         raise ValueError(f"recurrent_dropout is not supported by cell={cell}; use cell=lstm")
-    if cell not in _warned:
-        _warned.add(cell)
-        warnings.warn(
-            f"cell={cell} is a custom cell in a generic step loop: it leaves the fast cuDNN LSTM "
-            "kernel (several times slower on GPU; about the same on CPU)",
-            stacklevel=2,
-        )
     return layers.RNN(LSTMVariantCell(units, cell), **common)
 
 

@@ -19,7 +19,8 @@ EXIT_FAILURE = 1
 
 
 def _quiet_tensorflow() -> None:
-    """Import TensorFlow without its start-up chatter (set TF_CPP_MIN_LOG_LEVEL=0 to see it).
+    """Import TensorFlow without its start-up chatter (set TF_CPP_MIN_LOG_LEVEL=0 to see it),
+    and set its CPU threads (``fastpath.configure_cpu_threads``).
 
     TensorFlow's C++ side logs to file descriptor 2 before its log level applies (oneDNN
     notices, "could not find cuda drivers"), so stderr is pointed at /dev/null for the import
@@ -27,6 +28,7 @@ def _quiet_tensorflow() -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
+        _configure_threads()
         return
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -39,6 +41,13 @@ def _quiet_tensorflow() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    _configure_threads()
+
+
+def _configure_threads() -> None:
+    from lstm_recipes import fastpath
+
+    fastpath.configure_cpu_threads()
 
 
 def handle_errors(fn):

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_recipes import export as export_lib
-from lstm_recipes import plots
+from lstm_recipes import fastpath, plots
 from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.errors import UserError
 
@@ -181,6 +181,7 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
     """
     keras.utils.set_random_seed(config.seed)
     model = module.build_model(config, prep)
+    fastpath.check_model(model)
     train = module.batches(config, prep, splits.train, training=True)
     validation = module.batches(config, prep, splits.validation, training=False)
     (run_dir / "checkpoints").mkdir(exist_ok=True)

@@ -1,5 +1,7 @@
 """Shared blocks: masking is honoured, shapes are right, the fast-kernel settings are kept."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -51,9 +53,44 @@ def test_stacked_lstm_shapes_and_states(bidirectional):
     )
 
 
-def test_recurrent_dropout_warns_about_the_slow_path():
-    with pytest.warns(UserWarning, match="leaves the fast cuDNN LSTM kernel"):
-        blocks.StackedLSTM(4, recurrent_dropout=0.2)
+def test_fast_path_guard_names_each_slow_layer_and_reason_once():
+    from lstm_recipes import fastpath
+
+    def model(**kwargs):
+        x = keras.Input((None, 3))
+        return keras.Model(x, blocks.StackedLSTM(4, num_layers=2, **kwargs)(x), name="m")
+
+    assert fastpath.slow_layers(model()) == []
+    slow = model(recurrent_dropout=0.2)
+    found = fastpath.slow_layers(slow)
+    # Both directions of both layers, found inside StackedLSTM and Bidirectional.
+    assert len(found) == 4 and all("recurrent_dropout=0.2" in reason for _, reason in found)
+    assert {path.rsplit("/", 1)[-1] for path, _ in found} == {
+        "forward_lstm_0",
+        "backward_lstm_0",
+        "forward_lstm_1",
+        "backward_lstm_1",
+    }
+    with pytest.warns(UserWarning, match=r"layers m/.*forward_lstm_0.*recurrent_dropout=0.2"):
+        fastpath.check_model(slow)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastpath.check_model(slow)  # the same layers and reason: no second warning
+    x = keras.Input((None, 3))
+    odd = keras.Model(
+        x,
+        [
+            keras.layers.LSTM(2, activation="relu", name="relu_lstm")(x),
+            keras.layers.GRU(2, reset_after=False, name="old_gru")(x),
+            keras.layers.SimpleRNN(2, name="plain")(x),
+            blocks.StackedLSTM(2, bidirectional=False, cell="nog", name="variant")(x),
+        ],
+    )
+    reasons = dict(fastpath.slow_layers(odd))
+    assert "activation=relu" in reasons[f"{odd.name}/relu_lstm"]
+    assert "reset_after=False" in reasons[f"{odd.name}/old_gru"]
+    assert "no cuDNN kernel" in reasons[f"{odd.name}/plain"]
+    assert "LSTMVariantCell" in reasons[f"{odd.name}/variant/lstm_0"]
 
 
 def test_classification_metrics_match_hand_counts():

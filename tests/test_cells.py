@@ -125,10 +125,8 @@ def test_stacked_cells_save_and_reload(cell, tmp_path):
         np.testing.assert_allclose(a, b.numpy(), atol=1e-6)
 
 
-def test_custom_cell_warns_once_and_default_is_keras_lstm():
-    cells._warned.discard("nog")
-    with pytest.warns(UserWarning, match="cell=nog"):
-        cells.recurrent_layer("nog", 3, True, False)
+def test_default_cell_is_keras_lstm():
+    assert isinstance(cells.recurrent_layer("nog", 3, True, False), keras.layers.RNN)
     assert isinstance(cells.recurrent_layer("lstm", 3, True, False), keras.layers.LSTM)
     assert isinstance(cells.recurrent_layer("np", 3, True, False), keras.layers.LSTM)
     with pytest.raises(ValueError, match="expected cell in"):
