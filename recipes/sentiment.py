@@ -100,7 +100,10 @@ PRESETS = {
         units=64,
         dropout=0.5,
         word_dropout=0.25,
-        batch_size=32,
+        # 128 reviews per step: on a CPU, a step's cost is mostly per time step, not per
+        # review, so 4x larger batches ran 1.5x more tokens per second (benchmarks/RESULTS.md).
+        batch_size=128,
+        learning_rate=2e-3,
         epochs=4,
         lr_decay=0.6,
         patience=1,

@@ -173,3 +173,28 @@ def test_tfds_offline_fails_fast_with_the_local_alternative(monkeypatch, tmp_pat
 def test_tfds_unknown_name():
     with pytest.raises(UserError, match="TFDS has no dataset named 'no_such_set'"):
         sentiment.load_data(CONFIG, "tfds:no_such_set")
+
+
+def test_quantile_buckets_pad_less_than_geometric_ones():
+    np = pytest.importorskip("numpy")
+    tf = pytest.importorskip("tensorflow")
+    from lstm_recipes.data import text as text_lib
+
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(5.2, 0.7, 4000).astype(int), 1, 1000)
+    edges = text_lib.quantile_boundaries(lengths, buckets=32)
+    counts = np.bincount(np.searchsorted(edges, lengths, side="right"))
+    # About equal example counts per bucket (ties at one length may merge two buckets).
+    assert len(edges) >= 28 and counts.max() <= 3 * len(lengths) / 32
+    ids = tf.ragged.constant([[1] * int(n) for n in lengths])
+    ds = text_lib.bucketed_batches(
+        ids, tf.zeros(len(lengths)), 32, training=True, seed=0, max_length=1000
+    )
+    real = padded = rows = 0
+    for x, _ in ds:
+        real += int(tf.math.count_nonzero(x))
+        padded += int(tf.size(x))
+        rows += int(x.shape[0])
+    assert rows == len(lengths) and real == int(lengths.sum())
+    assert real / padded > 0.93
+    assert text_lib.quantile_boundaries([]) == [1]
