@@ -1,0 +1,60 @@
+"""Helpers shared by the benchmarks: the machine line, data paths, timing and printing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LSTM_RECIPES_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def machine() -> str:
+    """One line naming the machine, the date and the library versions."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return (
+        f"{time.strftime('%Y-%m-%d')} | {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{'GPU: ' + ', '.join(g.name for g in gpus) if gpus else 'no GPU'} | Python "
+        f"{platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}"
+    )
+
+
+def percentile(values, q: float) -> float:
+    """The q-th percentile (0-100) of ``values``, linear interpolation."""
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+
+def say(*parts) -> None:
+    print(*parts, flush=True)
+
+
+def need(path: Path, quick: bool) -> bool:
+    """True when ``path`` exists; otherwise, in --quick mode, say so and return False (the
+    caller falls back to generated data); in a full run, exit with a clear message."""
+    if path.exists():
+        return True
+    if quick:
+        say(f"note: {path} not found; --quick uses generated data instead")
+        return False
+    sys.exit(f"expected the real data at {path} (see ../shared/data/README.md); not found")

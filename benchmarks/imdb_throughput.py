@@ -1,0 +1,327 @@
+"""IMDB training throughput: the sentiment recipe against the keras-io reference and PyTorch.
+
+Three contenders train on the same reviews, each in its own process (as each would be run),
+epochs interleaved (reference epoch 1, recipe epoch 1, PyTorch slot 1, reference epoch 2, ...)
+so that a busy machine slows them alike:
+
+- reference: the keras-io "Bidirectional LSTM on IMDB" example as written there: token ids cut
+  and pre-padded to 200 (``pad_sequences``), no mask, no bucketing, batch 32, Embedding 128,
+  two BiLSTM(64), Adam.
+- recipe: ``lstm-recipes``'s sentiment recipe, ``--preset imdb`` with the same embedding and
+  LSTM sizes (``layers=2``): its own data pipeline (whole reviews up to ``max_length``,
+  length-bucketed, right-padded, masked), model and CPU thread settings (as ``lstm-recipes
+  run`` sets them: ``fastpath.configure_cpu_threads``), trained by ``model.fit``.
+- torch (``--torch``, needs ``pip install torch==2.13.0``): the reference model written in
+  PyTorch (``nn.LSTM(bidirectional=True, num_layers=2)``) on the reference's padded batches.
+
+The figure compared is real (non-padding) tokens per second of training: each contender counts
+the tokens of its own inputs that are not padding. Accuracy is on the whole test file after the
+same number of epochs (not timed).
+
+    python benchmarks/imdb_throughput.py --epochs 2 --torch     # about 25 minutes, 2 cores
+    python benchmarks/imdb_throughput.py --quick                # smoke run, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import SHARED_DATA, Timer, machine, need, say
+
+REFERENCE_LENGTH = 200
+REFERENCE_BATCH = 32
+
+
+def load(args):
+    """(recipe module, config, prep, splits, source) for the chosen data."""
+    from lstm_recipes import recipe as recipe_lib
+    from lstm_recipes.data import limit, make_splits
+
+    module = recipe_lib.load_recipe("sentiment")
+    config = recipe_lib.resolve_config(module, "imdb", ["layers=2", *args.set])
+    folder = args.data
+    if need(folder / "train.csv.gz", args.quick):
+        splits = module.load_data(config, str(folder / "train.csv.gz"), str(folder / "test.csv.gz"))
+        source = str(folder)
+    else:
+        splits = make_splits(_generated(2400, 0), _generated(600, 1), seed=0, source="generated")
+        source = "generated reviews"
+    if args.quick:
+        args.max_examples, args.test_examples = 256, 128
+    splits.train = limit(splits.train, args.max_examples, 0)
+    splits.test = limit(splits.test, args.test_examples, 0)
+    prep = module.fit_preprocessing(config, splits.train)
+    return module, config, prep, splits, source
+
+
+def _generated(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    good, bad, filler = (
+        ["great", "fine", "superb", "fun"],
+        ["awful", "dull", "bad", "poor"],
+        ["a", "the", "film"],
+    )
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        words = [rng.choice(filler) for _ in range(rng.randint(5, 300))]
+        words[rng.randrange(len(words))] = rng.choice(good if label == "pos" else bad)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def reference_arrays(prep, examples):
+    """keras-io's input: ids pre-truncated and pre-padded to 200; 0/1 labels; real tokens."""
+    import keras
+
+    from lstm_recipes.data import text as text_lib
+
+    vectorizer = text_lib.make_vectorizer(prep["vocabulary"])
+    ids = text_lib.encode(vectorizer, [t for t, _ in examples], 10**6)
+    x = keras.utils.pad_sequences(ids.to_list(), maxlen=REFERENCE_LENGTH)
+    y = np.array([prep["labels"].index(label) for _, label in examples], np.float32)
+    return x.astype(np.int32), y, int((x != 0).sum())
+
+
+def reference_model(vocab_size: int, config):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = layers.Embedding(vocab_size, config.embedding_dim)(inputs)
+    for i in range(config.layers):
+        last = i == config.layers - 1
+        x = layers.Bidirectional(layers.LSTM(config.units, return_sequences=not last))(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def recipe_tokens(config, examples, prep) -> int:
+    from lstm_recipes.data import text as text_lib
+
+    vectorizer = text_lib.make_vectorizer(prep["vocabulary"])
+    ids = text_lib.encode(vectorizer, [t for t, _ in examples], config.max_length)
+    return int(ids.row_lengths().numpy().sum())
+
+
+def torch_worker(arrays: str, batches: int, threads: int) -> None:
+    """Train the reference model in PyTorch on ``batches`` of the saved padded arrays and print
+    its real tokens/s. Runs in its own process: TensorFlow's idle thread pools in this one
+    would take CPU time from PyTorch's."""
+    import time
+
+    import torch
+    from torch import nn
+
+    data = np.load(arrays)
+    x, y, units, layers, embedding = (data[k] for k in ("x", "y", "units", "layers", "embedding"))
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(int(x.max()) + 1, int(embedding))
+            self.lstm = nn.LSTM(
+                int(embedding), int(units), int(layers), bidirectional=True, batch_first=True
+            )
+            self.out = nn.Linear(2 * int(units), 1)
+
+        def forward(self, ids):
+            _, (h, _) = self.lstm(self.embedding(ids))
+            return self.out(torch.cat([h[-2], h[-1]], dim=-1)).squeeze(-1)
+
+    net, loss_fn = Net(), nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    order = np.random.default_rng(0).permutation(len(x))
+    tokens, start = 0, time.perf_counter()
+    for b in range(batches):
+        rows = order[(b * REFERENCE_BATCH) % len(x) :][:REFERENCE_BATCH]
+        xb, yb = torch.from_numpy(x[rows]).long(), torch.from_numpy(y[rows])
+        optimizer.zero_grad()
+        loss_fn(net(xb), yb).backward()
+        optimizer.step()
+        tokens += int((x[rows] != 0).sum())
+    seconds = time.perf_counter() - start
+    print(f"torch {torch.__version__} {batches} {tokens} {seconds}", flush=True)
+
+
+def torch_slot(arrays, batches: int, threads: int) -> tuple[str, int, float]:
+    """(torch version, real tokens, seconds) of one PyTorch slot in a fresh process."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--torch-worker", str(arrays), "--torch-batches", str(batches),
+         "--threads", str(threads)],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    return out[1], int(out[3]), float(out[4])
+
+
+class Worker:
+    """A contender in its own process, training one epoch per request."""
+
+    def __init__(self, kind: str, state: Path):
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", kind, "--state", str(state)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def epoch(self, epoch: int) -> dict:
+        self.proc.stdin.write(f"{epoch}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"a benchmark worker died (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def worker(kind: str, state: Path) -> None:
+    """Serve epoch requests on stdin: train one epoch, evaluate, print one JSON line."""
+    import keras
+
+    from lstm_recipes import fastpath, training
+    from lstm_recipes import recipe as recipe_lib
+
+    meta = json.loads((state / "meta.json").read_text())
+    if kind == "recipe":
+        fastpath.configure_cpu_threads()
+    module = recipe_lib.load_recipe("sentiment")
+    config = recipe_lib.resolve_config(module, "imdb", meta["overrides"])
+    prep = json.loads((state / "prep.json").read_text())
+    keras.utils.set_random_seed(config.seed)
+    if kind == "recipe":
+        examples = json.loads((state / "examples.json").read_text())
+        model = module.build_model(config, prep)
+        train = module.batches(config, prep, [tuple(e) for e in examples["train"]], training=True)
+        test = module.batches(config, prep, [tuple(e) for e in examples["test"]], training=False)
+        callbacks = training.schedule_callbacks(config)
+    else:
+        arrays = np.load(state / "reference.npz")
+        model = reference_model(len(prep["vocabulary"]) + 2, config)
+    for line in sys.stdin:
+        epoch = int(line)
+        with Timer() as t:
+            if kind == "recipe":
+                model.fit(train, epochs=epoch + 1, initial_epoch=epoch, callbacks=callbacks,
+                          verbose=0)  # fmt: skip
+            else:
+                model.fit(arrays["x_train"], arrays["y_train"], batch_size=REFERENCE_BATCH,
+                          epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)  # fmt: skip
+        if kind == "recipe":
+            accuracy = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+        else:
+            accuracy = model.evaluate(arrays["x_test"], arrays["y_test"], batch_size=256,
+                                      verbose=0)[1]  # fmt: skip
+        print(json.dumps({"seconds": t.seconds, "accuracy": float(accuracy)}), flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "sentiment" / "imdb")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], help="recipe config override")
+    parser.add_argument("--torch", action="store_true", help="also time the PyTorch model")
+    parser.add_argument("--torch-batches", type=int, default=300, help="PyTorch batches per slot")
+    parser.add_argument("--quick", action="store_true", help="a few hundred reviews, 1 epoch")
+    parser.add_argument("--max-examples", type=int, default=0, help="train reviews (0: all)")
+    parser.add_argument("--test-examples", type=int, default=0, help="test reviews (0: all)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch threads")
+    parser.add_argument("--torch-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["recipe", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.torch_worker:
+        torch_worker(args.torch_worker, args.torch_batches, args.threads)
+        return 0
+    if args.worker:
+        worker(args.worker, args.state)
+        return 0
+    if args.quick:
+        args.epochs, args.torch_batches = 1, 20
+
+    say("machine:", machine())
+    module, config, prep, splits, source = load(args)
+    say(f"data: {source}: train {len(splits.train):,}, test {len(splits.test):,}")
+    shown = ("max_length", "embedding_dim", "units", "layers", "batch_size", "learning_rate")
+    say("recipe config:", {k: v for k, v in dataclasses.asdict(config).items() if k in shown})
+
+    x_train, y_train, ref_tokens = reference_arrays(prep, splits.train)
+    x_test, y_test, _ = reference_arrays(prep, splits.test)
+    rec_tokens = recipe_tokens(config, splits.train, prep)
+    say(f"real tokens per epoch: reference {ref_tokens:,} (cut to {REFERENCE_LENGTH}), "
+        f"recipe {rec_tokens:,} (cut to {config.max_length})")  # fmt: skip
+
+    state = Path(tempfile.mkdtemp(prefix="imdb_throughput_"))
+    (state / "meta.json").write_text(json.dumps({"overrides": ["layers=2", *args.set]}))
+    (state / "prep.json").write_text(json.dumps(prep))
+    (state / "examples.json").write_text(json.dumps({"train": splits.train, "test": splits.test}))
+    np.savez(state / "reference.npz", x_train=x_train, y_train=y_train, x_test=x_test,
+             y_test=y_test)  # fmt: skip
+    arrays = None
+    if args.torch:
+        arrays = state / "torch.npz"
+        np.savez(arrays, x=x_train, y=y_train, units=config.units, layers=config.layers,
+                 embedding=config.embedding_dim)  # fmt: skip
+    contenders = {"reference": Worker("reference", state), "recipe": Worker("recipe", state)}
+    tokens = {"reference": ref_tokens, "recipe": rec_tokens}
+
+    rows = []  # (contender, epoch, seconds, real tokens/s, test accuracy)
+    torch_tokens, torch_seconds, torch_version = 0, 0.0, ""
+    for epoch in range(args.epochs):
+        for name, contender in contenders.items():
+            result = contender.epoch(epoch)
+            rate = tokens[name] / result["seconds"]
+            rows.append((name, epoch + 1, result["seconds"], rate, result["accuracy"]))
+            say(f"epoch {epoch + 1} {name}: {result['seconds']:.1f} s, {rate:,.0f} real tokens/s, "
+                f"test accuracy {result['accuracy']:.4f}")  # fmt: skip
+        if arrays:
+            torch_version, n, seconds = torch_slot(arrays, args.torch_batches, args.threads)
+            torch_tokens, torch_seconds = torch_tokens + n, torch_seconds + seconds
+            say(f"slot {epoch + 1} torch: {args.torch_batches} batches in {seconds:.1f} s, "
+                f"{n / seconds:,.0f} real tokens/s")  # fmt: skip
+    for contender in contenders.values():
+        contender.close()
+
+    def rate(name):
+        mine = [r for r in rows if r[0] == name]
+        return sum(r[3] * r[2] for r in mine) / sum(r[2] for r in mine)
+
+    ref_rate, rec_rate = rate("reference"), rate("recipe")
+    overrides = "".join(" --set " + s for s in args.set)
+    say("")
+    say(f"| contender | real tokens/s | test accuracy after {args.epochs} epochs | ratio |")
+    say("|---|---|---|---|")
+    say(f"| keras-io reference (fixed {REFERENCE_LENGTH}, pre-padded, batch {REFERENCE_BATCH}) "
+        f"| {ref_rate:,.0f} | {rows[-2][4]:.4f} | 1.00 |")  # fmt: skip
+    say(f"| recipe (`--preset imdb --set layers=2{overrides}`) | {rec_rate:,.0f} "
+        f"| {rows[-1][4]:.4f} | {rec_rate / ref_rate:.2f} |")  # fmt: skip
+    if arrays:
+        torch_rate = torch_tokens / torch_seconds
+        say(f"| PyTorch {torch_version} (reference model and batches, "
+            f"{args.torch_batches * args.epochs} batches) | {torch_rate:,.0f} | - "
+            f"| {torch_rate / ref_rate:.2f} |")  # fmt: skip
+        say(f"recipe / PyTorch: {rec_rate / torch_rate:.2f}x")
+    shutil.rmtree(state, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Smoke runs of the benchmarks' --quick modes: each runs, prints its figures and exits 0.
+
+The speed and memory goals themselves are measured by the benchmarks and recorded in
+benchmarks/RESULTS.md; tests never time anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+BENCHMARKS = REPO / "benchmarks"
+
+
+def bench(name: str, *args: str, tmp_path) -> str:
+    # No shared data: the quick modes fall back to generated data, as on CI.
+    env = {**os.environ, "LSTM_RECIPES_DATA": str(tmp_path / "no-shared-data")}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_cli_startup_quick(tmp_path):
+    out = bench("cli_startup.py", "--quick", tmp_path=tmp_path)
+    medians = dict(re.findall(r"^(lstm-recipes \S+)\s+median ([\d.]+) s", out, re.M))
+    assert set(medians) == {"lstm-recipes --help", "lstm-recipes list"}
+    assert re.search(r"goal < 0.5 s: (met|missed by .+)", out)
+
+
+def test_imdb_throughput_quick_compares_recipe_and_reference(tmp_path):
+    out = bench("imdb_throughput.py", "--quick", tmp_path=tmp_path)
+    assert "generated data" in out
+    table = {
+        row.split("|")[1].strip().split(" ")[0]: row.split("|")
+        for row in out.splitlines()
+        if row.startswith("| ")
+    }
+    assert {"keras-io", "recipe"} <= set(table)
+    for name in ("keras-io", "recipe"):
+        tokens_per_second = float(table[name][2].replace(",", ""))
+        accuracy = float(table[name][3])
+        assert tokens_per_second > 0 and 0 <= accuracy <= 1
+
+
+@pytest.mark.slow
+def test_serving_quick(tmp_path):
+    out = bench("serving.py", "--quick", tmp_path=tmp_path)
+    assert re.search(r"served p50 / predict p50 = [\d.]+", out)
+    assert re.search(r"batch-256 throughput: SavedModel [\d,]+ reviews/s", out)
+
+
+@pytest.mark.slow
+def test_peak_memory_quick(tmp_path):
+    out = bench("peak_memory.py", "--quick", "sentiment", tmp_path=tmp_path)
+    assert re.search(r"\| sentiment \| .* \| [\d,]+ MiB \| \d+ s \| 0 \|", out)
