@@ -50,17 +50,20 @@ def split_cpu(devices: int) -> None:
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
-    try:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * devices
+    found = len(tf.config.get_logical_device_configuration(cpu) or [])
+    if not found:
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * devices
+            )
+            return
+        except RuntimeError:  # TensorFlow has started
+            found = len(tf.config.list_logical_devices("CPU"))
+    if found != devices:
+        raise UserError(
+            f"expected to split the CPU into {devices} logical devices before TensorFlow "
+            f"started, found {found} already in place (it can be split once per process)"
         )
-    except RuntimeError:
-        found = len(tf.config.list_logical_devices("CPU"))
-        if found != devices:
-            raise UserError(
-                f"expected to split the CPU into {devices} logical devices before TensorFlow "
-                f"started, found it already started with {found}"
-            ) from None
 
 
 def tf_config() -> dict:
