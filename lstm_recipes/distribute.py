@@ -185,6 +185,41 @@ def worker_dir():
         shutil.rmtree(path, ignore_errors=True)
 
 
+def check_same_on_every_worker(strategy, value, what: str) -> None:
+    """Raise UserError unless every worker of a multi-worker job holds the same ``value``.
+
+    Each worker fits its preprocessing itself; different data on one machine would otherwise
+    train a model whose token ids mean different words on different workers.
+
+    Args:
+        strategy: the strategy; single-machine strategies have nothing to check.
+        value: a JSON-able value (e.g. the fitted vocabulary and labels).
+        what: its name, for the message.
+    """
+    import hashlib
+
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    text = json.dumps(value, sort_keys=True, default=str).encode()
+    digest = float(int(hashlib.sha256(text).hexdigest()[:12], 16))  # exact in float64
+    # In a tf.function: an eager cross-worker all-reduce warns of its overhead.
+    summed = tf.function(
+        lambda: strategy.run(
+            lambda: tf.distribute.get_replica_context().all_reduce(
+                "SUM", tf.constant(digest, "float64")
+            )
+        )
+    )()
+    total = strategy.experimental_local_results(summed)[0].numpy()
+    if total != digest * strategy.num_replicas_in_sync:
+        raise UserError(
+            f"expected the same {what} on every worker, found it differs on some: "
+            "give every worker the same --data (same files, same contents)"
+        )
+
+
 class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` for a worker that is not the chief: it resumes from the chief's
     backup (on storage every worker sees) and writes its own to a private folder, so that no

@@ -203,6 +203,7 @@ def fit(
         The model with the best validation weights loaded, built outside any strategy so that
         evaluation, decoding and export run on this process alone.
     """
+    distribute.check_same_on_every_worker(strategy, prep, "preprocessing")
     keras.utils.set_random_seed(config.seed)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = module.build_model(config, prep)
