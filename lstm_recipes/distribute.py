@@ -121,22 +121,38 @@ def make_strategy(name: str, cpu_devices: int = 0):
         return _MIRRORED[devices]
     if name == "multi-worker":
         tf_config()
-        # RING (gRPC) works on CPUs and GPUs alike; AUTO picks NCCL when every worker has GPUs.
-        options = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
-        )
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    if not (os.environ.get("TPU_NAME") or tf.config.list_physical_devices("TPU")):
+        # Collectives over gRPC between workers (NCCL when every worker has GPUs); the
+        # constructor waits until every worker in TF_CONFIG has joined.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    # A Cloud TPU VM has its TPU attached ("local"); elsewhere TPU_NAME names a TPU node.
+    tpu = os.environ.get("TPU_NAME") or ("local" if Path("/dev/accel0").exists() else None)
+    if tpu is None:
         raise UserError(
             "--strategy tpu: expected a TPU (a Cloud TPU VM, or TPU_NAME naming one), found none"
         )
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, tf.errors.OpError) as e:
-        raise UserError(f"--strategy tpu: expected a reachable TPU, found: {e}") from None
+        raise UserError(f"--strategy tpu: expected a reachable TPU {tpu!r}, found: {e}") from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+def shard_by_data(dataset):
+    """``dataset`` sharded across workers by data: each worker keeps its share of every batch.
+
+    The recipes' datasets come from in-memory tensors, not files, so sharding by file (the
+    first choice of the default AUTO policy) cannot apply; saying DATA avoids the fallback.
+
+    Args:
+        dataset: a ``tf.data.Dataset`` of global batches.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def is_chief(strategy) -> bool:

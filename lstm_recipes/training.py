@@ -209,6 +209,8 @@ def fit(
         model = module.build_model(config, prep)
     train = module.batches(config, prep, splits.train, training=True)
     validation = module.batches(config, prep, splits.validation, training=False)
+    if strategy is not None:
+        train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     monitor = getattr(module, "MONITOR", "val_loss")
     # Keras's mode="auto" knows "acc" and "loss" names but not custom metrics.

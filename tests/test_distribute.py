@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_command, make_reviews, write_csv
+from conftest import MIRRORED, cli_command, make_reviews, write_csv
 
 from lstm_recipes import distribute
 from lstm_recipes.cli import main
@@ -132,6 +132,15 @@ def test_two_workers_train_the_same_weights_and_only_the_chief_writes(tmp_path, 
     assert "task worker 1 of 2 workers (not the chief" in other
     weights = [re.search(r"trained weights: (.+)", output).group(1) for output in outputs]
     assert weights[0] == weights[1], weights
+    # Two workers with one replica each train exactly what two replicas on one machine do: each
+    # global batch of batch_size examples is split in two (sharded by data, not duplicated).
+    mirrored = CliRunner().invoke(
+        main,
+        ["train", "sentiment", "--preset", "tiny", "--data", str(data)]
+        + ["--run-dir", str(tmp_path / "mirrored"), *MIRRORED],
+    )
+    assert mirrored.exit_code == 0, mirrored.output
+    assert f"trained weights: {weights[0]}" in mirrored.output
     # The chief wrote the run directory, evaluated and exported; the other left nothing behind.
     for name in ("checkpoints/best.weights.h5", "history.csv", "metrics.json", "export/1"):
         assert (run_dir / name).exists(), name
