@@ -280,8 +280,8 @@ def _train_worker(module, config, data, test_data, run_dir, strategy):
     from the same data and seed) and training steps as the chief, in a temporary folder."""
     from lstm_recipes import distribute, training
 
-    done = run_dir is not None and (run_dir / "run.json").exists()
-    if done and training.read_json(run_dir / "run.json").get("state") != "started":
+    info = run_dir / "run.json" if run_dir is not None else None
+    if info and info.exists() and training.read_json(info).get("state") != "started":
         click.echo("training already finished in this run directory; nothing to do")
         return
     with distribute.worker_dir() as tmp:
