@@ -256,12 +256,13 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 # Keras 3.15's TensorFlow trainer fails under MultiWorkerMirroredStrategy in two reduce paths
-# (keras#20585, keras#20329, tensorflow#72388): (1) before the first step it all-reduces the first
+# (keras#20585; keras#20329, tensorflow#72388): (1) before the first step it reduces the first
 # input batch across workers only to learn its shapes for a symbolic build ("Attempt to convert a
-# value (PerReplica...) to a Tensor"); (2) it reduces each replica's scalar logs along axis 0
-# ("Invalid reduction dimension 0 for input with 0 dimensions"). The workaround takes this
-# worker's first replica's batch for (1) and reduces scalars across replicas (axis None) for (2).
-# tests/test_distribute.py runs the unpatched path and fails once a Keras release fixes it.
+# value (PerReplica...) to a Tensor", keras#20329); (2) it reduces each replica's scalar logs
+# along axis 0 ("Invalid reduction dimension 0 for input with 0 dimensions", tensorflow#72388).
+# The workaround, for this model and the duration of its fit only, takes this worker's first
+# replica's batch for (1) and reduces scalars across replicas (axis None) for (2).
+# tests/test_distribute.py runs the unpatched paths and fails once a Keras release changes them.
 WORKAROUND_UNTIL = (3, 15)  # the last Keras (major, minor) known to need it
 
 

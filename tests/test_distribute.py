@@ -187,7 +187,7 @@ def test_keras_still_needs_the_multi_worker_workaround():
     strategy.extended._in_multi_worker_mode = lambda: True
     failures = []
     logs = strategy.run(lambda: {"loss": tf.constant(1.0)})
-    try:  # keras#20329, tensorflow#72388: scalar logs reduced along axis 0
+    try:  # tensorflow#72388: scalar logs reduced along axis 0
         trainer.reduce_per_replica(logs, strategy, "auto")
     except ValueError as e:
         assert "Invalid reduction dimension 0" in str(e)
@@ -198,7 +198,7 @@ def test_keras_still_needs_the_multi_worker_workaround():
     iterator = trainer.TFEpochIterator(
         x=dataset.batch(4), distribute_strategy=strategy, steps_per_execution=1
     )
-    try:  # keras#20585: the first input batch reduced across workers before the first step
+    try:  # keras#20329: the first input batch reduced across workers before the first step
         model._maybe_symbolic_build(iterator=iterator)
     except ValueError:
         failures.append("first batch")
