@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import json
 import os
@@ -212,13 +213,59 @@ def _run_options(fn):
     return fn
 
 
-def _train(recipe, data, test_data, preset, overrides, run_dir):
+def _strategy_options(fn):
+    options = [
+        click.option(
+            "--strategy",
+            default=None,
+            metavar="NAME",
+            help="tf.distribute strategy: default (one device), mirrored (all local GPUs), "
+            "multi-worker (MultiWorkerMirroredStrategy; cluster from TF_CONFIG) or tpu "
+            "(TPUStrategy). Same as --set strategy=NAME; default: the config's.",
+        ),
+        click.option(
+            "--cpu-devices",
+            type=click.IntRange(0),
+            default=0,
+            metavar="N",
+            help="With --strategy mirrored on a machine without GPUs: mirror over N logical "
+            "CPU devices (to test distributed training on a laptop or in CI).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _train(recipe, data, test_data, preset, overrides, run_dir, strategy_name=None, cpu_devices=0):
+    """Train (or reuse) a run; on a worker that is not the chief, train and return None."""
     _quiet_tensorflow()
+    from lstm_recipes import distribute, training
     from lstm_recipes import recipe as recipe_lib
-    from lstm_recipes import training
 
     module = recipe_lib.load_recipe(recipe)
+    if strategy_name is not None:
+        distribute.check_name(strategy_name)
+        if "strategy" not in {f.name for f in dataclasses.fields(module.Config)}:
+            raise UserError(
+                f"expected recipe {recipe}'s Config to have a `strategy` field for --strategy, "
+                'found none; add `strategy: distribute.Strategy = "default"`'
+            )
+        overrides = (*overrides, f"strategy={strategy_name}")
     config = recipe_lib.resolve_config(module, preset, overrides)
+    strategy_name = getattr(config, "strategy", "default")
+    if cpu_devices > 1 and strategy_name != "mirrored":
+        raise UserError(
+            f"expected --cpu-devices with --strategy mirrored, got it with {strategy_name}"
+        )
+    # Before anything else touches TensorFlow: devices and the cluster are fixed at start-up.
+    strategy = None
+    if strategy_name != "default":
+        strategy = distribute.make_strategy(strategy_name, cpu_devices)
+        click.echo(distribute.describe(strategy_name, strategy))
+        if not distribute.is_chief(strategy):
+            _train_worker(module, config, data, test_data, run_dir, strategy)
+            return None
     started = {"data": data, "test_data": test_data, "preset": preset, "overrides": list(overrides)}
     run_dir, info = training.open_run(module, config, run_dir, started)
     click.echo(f"run directory: {run_dir}")
@@ -230,9 +277,30 @@ def _train(recipe, data, test_data, preset, overrides, run_dir):
         click.echo("training already finished in this run directory; reusing its best weights")
         model = training.load_model(module, config, prep, run_dir)
     else:
-        model = training.fit(module, config, prep, splits, run_dir)
+        model = training.fit(module, config, prep, splits, run_dir, strategy)
         training.set_state(run_dir, info, "trained", sizes=sizes)
+        if strategy is not None:
+            click.echo(f"trained weights: {training.fingerprint(model)}")
     return module, config, prep, model, splits, run_dir, info
+
+
+def _train_worker(module, config, data, test_data, run_dir, strategy):
+    """A multi-worker job's other workers: the same data, preprocessing (fitted identically,
+    from the same data and seed) and training steps as the chief, in a temporary folder."""
+    from lstm_recipes import distribute, training
+
+    info = run_dir / "run.json" if run_dir is not None else None
+    if info and info.exists() and training.read_json(info).get("state") != "started":
+        click.echo("training already finished in this run directory; nothing to do")
+        return
+    with distribute.worker_dir() as tmp:
+        splits = module.load_data(config, data, test_data)
+        prep = training.preprocessing(module, config, splits, tmp)
+        # Resume from the chief's backup when the run directory is on shared storage.
+        restore_from = (run_dir or tmp) / "backup"
+        model = training.fit(module, config, prep, splits, tmp, strategy, restore_from)
+        click.echo(f"trained weights: {training.fingerprint(model)}")
+    click.echo("done; the chief writes the run directory, checkpoints and export")
 
 
 def _evaluate(module, config, prep, model, splits, run_dir, info):
@@ -259,12 +327,14 @@ def _export(module, config, prep, model, run_dir, info, metrics):
 
 @main.command()
 @_run_options
+@_strategy_options
 @handle_errors
-def run(recipe, data, test_data, preset, overrides, run_dir):
+def run(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices):
     """Train RECIPE, evaluate it on the test split and export a SavedModel."""
-    module, config, prep, model, splits, run_dir, info = _train(
-        recipe, data, test_data, preset, overrides, run_dir
-    )
+    trained = _train(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices)
+    if trained is None:  # a worker that is not the chief: the chief evaluates and exports
+        return
+    module, config, prep, model, splits, run_dir, info = trained
     metrics = _evaluate(module, config, prep, model, splits, run_dir, info)
     path, card = _export(module, config, prep, model, run_dir, info, metrics)
     click.echo(
@@ -280,11 +350,13 @@ def run(recipe, data, test_data, preset, overrides, run_dir):
 
 @main.command()
 @_run_options
+@_strategy_options
 @handle_errors
-def train(recipe, data, test_data, preset, overrides, run_dir):
+def train(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices):
     """Train RECIPE only (then `evaluate RUN_DIR` and `export RUN_DIR`)."""
-    *_, run_dir, _ = _train(recipe, data, test_data, preset, overrides, run_dir)
-    click.echo(f"trained; next: lstm-recipes evaluate {run_dir}")
+    trained = _train(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices)
+    if trained is not None:
+        click.echo(f"trained; next: lstm-recipes evaluate {trained[5]}")
 
 
 def _reopen(run_dir: Path):

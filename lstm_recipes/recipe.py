@@ -15,7 +15,8 @@ A recipe is a plain module. It holds:
 - ``serving(config, model, prep) -> Serving``: the exported endpoints and sample inputs.
 
 Training reads the config fields ``seed``, ``batch_size``, ``epochs``, ``learning_rate`` and
-``patience``, and, when a Config has them, ``clipnorm``, ``lr_decay`` and ``max_minutes``.
+``patience``, and, when a Config has them, ``clipnorm``, ``lr_decay``, ``max_minutes`` and
+``strategy`` (``distribute.Strategy``: needed for ``--strategy``).
 Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoint, default
 ``val_loss``), ``MAIN_METRIC`` (the test metric ``ablate`` compares, default ``accuracy``),
 ``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE``.

@@ -9,6 +9,7 @@ training ends), ``logs/`` (TensorBoard), ``history.csv``, ``metrics.json``, ``pl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import inspect
@@ -23,8 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lstm_recipes import distribute, fastpath, plots
 from lstm_recipes import export as export_lib
-from lstm_recipes import fastpath, plots
 from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.errors import UserError
 
@@ -106,10 +107,12 @@ def open_run(module, config, run_dir: Path | None, started: dict) -> tuple[Path,
     if (run_dir / "run.json").exists():
         info = read_json(run_dir / "run.json")
         saved = read_json(run_dir / "config.json")
+        # A field added since the run was made (e.g. strategy) counts as its default.
+        defaults = {f.name: f.default for f in dataclasses.fields(config)}
         diff = [
-            f"{k}: {saved.get(k)!r} -> {v!r}"
+            f"{k}: {saved.get(k, defaults[k])!r} -> {v!r}"
             for k, v in config_dict.items()
-            if saved.get(k) != _jsonable(v)
+            if saved.get(k, defaults[k]) != _jsonable(v)
         ]
         if (
             diff
@@ -170,28 +173,56 @@ def preprocessing(module, config, splits, run_dir: Path) -> dict:
     return prep
 
 
-def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
+def fit(
+    module,
+    config,
+    prep: dict,
+    splits,
+    run_dir: Path,
+    strategy: tf.distribute.Strategy | None = None,
+    restore_from: Path | None = None,
+) -> keras.Model:
     """Train with checkpoints, resume, early stopping, TensorBoard, CSV history and NaN guard.
 
     Rerunning after a crash or kill with the same run directory resumes from the last finished
     epoch (``BackupAndRestore``), optimizer state included.
 
+    Args:
+        module: the recipe module.
+        config: the resolved config.
+        prep: the fitted preprocessing state.
+        splits: the data splits.
+        run_dir: where checkpoints, backup, logs and history go (a temporary folder on a
+            worker that is not the chief).
+        strategy: a ``tf.distribute`` strategy (see ``distribute.make_strategy``); None trains
+            on one device.
+        restore_from: on a worker that is not the chief, the chief's ``backup/`` folder to
+            resume from (it writes its own backups to ``run_dir``).
+
     Returns:
-        The model with the best validation weights loaded.
+        The model with the best validation weights loaded, built outside any strategy so that
+        evaluation, decoding and export run on this process alone.
     """
+    distribute.check_same_on_every_worker(strategy, prep, "preprocessing")
     keras.utils.set_random_seed(config.seed)
-    model = module.build_model(config, prep)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = module.build_model(config, prep)
     fastpath.check_model(model)
     train = module.batches(config, prep, splits.train, training=True)
     validation = module.batches(config, prep, splits.validation, training=False)
+    if strategy is not None:
+        train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     monitor = getattr(module, "MONITOR", "val_loss")
     # Keras's mode="auto" knows "acc" and "loss" names but not custom metrics.
     mode = getattr(module, "MONITOR_MODE", "min" if "loss" in monitor else "max")
+    backup = str(run_dir / "backup")
     callbacks = [
         # First, so that the learning rate they set is in the logs the others write.
         *schedule_callbacks(config),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch"),
+        keras.callbacks.BackupAndRestore(backup, save_freq="epoch")
+        if restore_from is None
+        else distribute.WorkerBackupAndRestore(str(restore_from), backup),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / BEST),
             monitor=monitor,
@@ -206,7 +237,7 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
         *(module.callbacks(config) if hasattr(module, "callbacks") else []),
     ]
     verbose = 1 if sys.stdout.isatty() else 2
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), distribute.keras_fit_workaround(strategy, model):
         # Bucketed datasets have no known length; Keras warns at each epoch's end that the
         # input "ran out of data", which is how every epoch ends here.
         warnings.filterwarnings("ignore", message=".*ran out of data.*")
@@ -222,7 +253,24 @@ def fit(module, config, prep: dict, splits, run_dir: Path) -> keras.Model:
         raise UserError("training diverged (NaN loss); try a lower learning_rate or set clipnorm")
     if (run_dir / BEST).exists():
         return load_model(module, config, prep, run_dir)
+    if strategy is not None:
+        trained, model = model, module.build_model(config, prep)
+        model.set_weights(trained.get_weights())
     return model
+
+
+def fingerprint(model: keras.Model) -> str:
+    """A short hash of a model's weights, to check that every worker trained the same model.
+
+    Args:
+        model: a Keras model.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return f"sha256:{digest.hexdigest()[:16]} ({model.count_params():,} parameters)"
 
 
 def load_model(module, config, prep: dict, run_dir: Path) -> keras.Model:

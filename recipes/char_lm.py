@@ -33,7 +33,7 @@ from typing import Literal
 import keras
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, decoding, training
+from lstm_recipes import blocks, cells, decoding, distribute, training
 from lstm_recipes.data import Splits, files
 from lstm_recipes.data.chars import CharCodec
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -82,6 +82,7 @@ class Config:
     temperature: float = 0.8  # sampling temperature for that sample (<= 0: greedy)
     top_k: int = 0  # sample among the k likeliest characters (0: all)
     seed: int = 42  # seeds shuffling, initial weights and the sample
+    strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
 
 
 PRESETS = {

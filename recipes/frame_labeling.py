@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import blocks, cells, decoding, metrics, plots, training
+from lstm_recipes import blocks, cells, decoding, distribute, metrics, plots, training
 from lstm_recipes.data import Splits, conll, limit, make_splits
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -119,6 +119,7 @@ class Config:
     validation_fraction: float = 0.1  # share held out for validation (of groups, for frames)
     test_fraction: float = 0.2  # share held out for test when no --test-data is given
     seed: int = 42  # seeds the split, shuffling and initial weights
+    strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
 
 
 PRESETS = {

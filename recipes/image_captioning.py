@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import blocks, cells, decoding, metrics, plots, training
+from lstm_recipes import blocks, cells, decoding, distribute, metrics, plots, training
 from lstm_recipes.data import Splits, files, limit, make_splits
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -109,6 +109,7 @@ class Config:
     test_size: float = 0.1  # images held out for test when no --test-data: a share or a count
     attention_plots: int = 3  # test images drawn with their attention per word
     seed: int = 42  # seeds the split, shuffling and initial weights
+    strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
 
 
 PRESETS = {

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, metrics, plots, training
+from lstm_recipes import blocks, cells, distribute, metrics, plots, training
 from lstm_recipes.data import Splits, files, limit, make_splits
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -80,6 +80,7 @@ class Config:
     validation_fraction: float = 0.1  # share of the training data held out for validation
     test_fraction: float = 0.1  # share held out for test when no --test-data is given
     seed: int = 42  # seeds the split, shuffling and initial weights
+    strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
 
 
 PRESETS = {

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import blocks, cells, decoding, metrics, plots, training
+from lstm_recipes import blocks, cells, decoding, distribute, metrics, plots, training
 from lstm_recipes.data import Splits, limit, make_splits, parallel
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
@@ -103,6 +103,7 @@ class Config:
     test_size: float = 0.1  # pairs held out for test when no --test-data: a share or a count
     attention_plots: int = 4  # test sentences drawn as attention heatmaps
     seed: int = 42  # seeds the split, shuffling and initial weights
+    strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
 
 
 PRESETS = {

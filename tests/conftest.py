@@ -16,6 +16,18 @@ SHARED_DATA = Path(os.environ.get("LSTM_RECIPES_DATA", REPO.parent / "shared" / 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Logical CPU devices can only be set before TensorFlow starts, so the session starts with two:
+# in-process tests then run `--strategy mirrored --cpu-devices 2` (2 replicas) on a CPU-only
+# machine. Ops without a device still run on the first, so other tests see no difference.
+MIRRORED = ["--strategy", "mirrored", "--cpu-devices", "2"]
+
+
+def pytest_configure(config):
+    from lstm_recipes.distribute import split_cpu
+
+    split_cpu(2)
+
+
 POSITIVE = ["great", "wonderful", "superb", "moving", "brilliant", "delightful", "charming", "fun"]
 NEGATIVE = ["awful", "boring", "dull", "clumsy", "tedious", "bland", "dreadful", "messy"]
 FILLER = [

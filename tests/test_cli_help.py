@@ -82,3 +82,12 @@ def test_show_unknown_recipe_is_a_clear_error():
     assert result.exit_code == 2
     assert "unknown recipe 'sentimnet'" in result.output and "sentiment" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_strategy_options_are_documented(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    text = " ".join(result.output.split())
+    assert "--strategy NAME" in text and "--cpu-devices N" in text
+    for name in ("default", "mirrored", "multi-worker", "tpu", "TF_CONFIG"):
+        assert name in text
