@@ -47,7 +47,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import blocks, cells, decoding, metrics, plots, training
-from lstm_recipes.data import Splits, conll, limit, make_splits
+from lstm_recipes.data import Splits, check_labels_seen, conll, limit, make_splits
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -298,6 +298,12 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             f"expected sequences in train, validation and test, found {result.sizes()} in "
             f"{data} (frames are split by group: give more sequences or --test-data)"
         )
+    frames = isinstance(result.train[0], frames_lib.Recording)
+    check_labels_seen(
+        result,
+        (lambda r: set(r.labels.tolist())) if frames else (lambda sentence: sentence[1]),
+        f"{data} and {test_data}" if test_data else data,
+    )
     return result
 
 
