@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import datetime
 import inspect
+import io
 import json
 import os
 import sys
@@ -56,27 +57,47 @@ def _write_json(path: Path, value) -> None:
 
 
 def save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """``model.save_weights(path)`` through a temporary file and a rename.
+    """``model.save_weights(path)``, safe against kills and full disks.
 
     Keras writes weights files in place, so a kill or a full disk during the write would
-    destroy the previous file; here the previous file stays intact until the new one is whole.
+    destroy the previous file; and HDF5 crashed the process (SIGSEGV in ``File.close``) when a
+    write failed for lack of space. So the file is built in memory, written to a temporary file
+    with plain Python I/O (a full disk is then an ordinary ``OSError``), and renamed into place.
 
     Args:
         model: the model.
         path: the ``.weights.h5`` file to (re)place.
     """
     path = Path(path)
+    data = _weights_bytes(model)
     tmp = path.with_name(path.name.removesuffix(".weights.h5") + ".tmp.weights.h5")
     try:
-        model.save_weights(str(tmp), overwrite=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except Exception as e:
+    except OSError as e:
         tmp.unlink(missing_ok=True)
-        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise OSError(
-            f"could not write {path} ({type(e).__name__}: {first}); is the disk full? The "
-            "previous file, if any, is intact: free some space and rerun the same command"
-        ) from e
+            e.errno,
+            f"could not write {path} ({e.strerror or e}); is the disk full? The previous file, "
+            "if any, is intact: free some space and rerun the same command",
+        ) from None
+
+
+def _weights_bytes(model: keras.Model) -> bytes:
+    # What model.save_weights writes, built in memory: Keras 3.15's save_weights takes only a
+    # path, but its HDF5 store also writes to a BytesIO.
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(
+        model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+    )
+    store.close()
+    return buffer.getvalue()
 
 
 class BestCheckpoint(keras.callbacks.Callback):
