@@ -746,6 +746,8 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
             input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False
         )
         def tag_text(text):
+            # Bytes that are not UTF-8 become U+FFFD: the tokens returned are always text.
+            text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
             tokens = tf.strings.split(tf.strings.strip(text)).to_tensor(PAD_TOKEN)
             tags, _ = tagger.tag_tokens(tokens)
             return {"tokens": tokens, "tags": tags}

@@ -179,7 +179,7 @@ def file_bytes(draw, text_strategy) -> bytes:
         return draw(st.binary(max_size=400))
     if kind == 1:
         return encode(draw(text_strategy), draw(ENCODINGS))
-    return draw(text_strategy).encode()
+    return encode(draw(text_strategy), "utf-8")
 
 
 @st.composite
@@ -342,7 +342,7 @@ def conll_text(draw, conllu: bool) -> str:
     tags = st.sampled_from(["B-NP", "I-NP", "O"] * 5 + ["NOUN", "VERB", "_"])
     words = st.one_of(
         st.sampled_from(["the", "cat", "sat", ".", "Ünï", "😀"] * 3),
-        st.text(st.characters(exclude_categories=("Z", "Cc")), min_size=1, max_size=6),
+        st.text(st.characters(exclude_categories=("Z", "Cc", "Cs")), min_size=1, max_size=6),
     )
     sep = "\t" if conllu else draw(st.sampled_from([" ", "\t", "  "]))
     lines = []
@@ -371,16 +371,36 @@ def conll_text(draw, conllu: bool) -> str:
     return "\n".join(lines)
 
 
+def plausible_conll(seed: int, conllu: bool) -> str:
+    import random
+
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(40):
+        rows = [(rng.choice(["the", "a"]), "B-NP"), (rng.choice(["cat", "dog"]), "I-NP")]
+        rows.append((rng.choice(["sat", "ran"]), "O"))
+        if conllu:
+            rows = [f"{i}\t{w}\t_\t{t}\t_\t_\t0\t_\t_\t_" for i, (w, t) in enumerate(rows, 1)]
+            sentences.append("# text = x\n" + "\n".join(rows))
+        else:
+            sentences.append("\n".join(f"{w} {t}" for w, t in rows))
+    return "\n\n".join(sentences) + "\n"
+
+
 @FUZZ
 @given(data=st.data(), suffix=st.sampled_from([".txt", ".conll", ".conllu"]))
 def test_frame_labeling_conll(tmp_path, data, suffix):
-    text = data.draw(conll_text(suffix == ".conllu"))
+    conllu = suffix == ".conllu"
+    plausible = st.integers(0, 99).map(lambda seed: plausible_conll(seed, conllu))
+    text = data.draw(st.one_of(conll_text(conllu), plausible.flatmap(mutated)))
     raw, gz = data.draw(maybe_gzip(data.draw(file_bytes(st.just(text)))))
     path = case_dir(tmp_path) / f"tags{suffix}{gz}"
     path.write_bytes(raw)
     columns = data.draw(
         st.sampled_from(
             [
+                [],
+                [],
                 [],
                 ["tag_column=upos"],
                 ["token_column=1", "tag_column=2"],
@@ -527,13 +547,28 @@ def npz_bytes(draw) -> bytes:
     return packed
 
 
+def plausible_npz(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    labels = np.array(["a", "b"] * 10)
+    np.savez(buffer, frames=rng.normal(size=(20, 2)).astype(np.float32), labels=labels)
+    return buffer.getvalue()
+
+
 @FUZZ
-@given(files=st.lists(st.tuples(st.sampled_from([".npz", ".csv"]), st.data()), max_size=6))
+@given(
+    files=st.lists(
+        st.tuples(st.sampled_from([".npz", ".csv", *["good"] * 10]), st.data()),
+        max_size=8,
+    )
+)
 def test_frame_labeling_sequence_folder(tmp_path, files):
     root = case_dir(tmp_path) / "recordings"
     root.mkdir()
     for i, (suffix, data) in enumerate(files):
-        if suffix == ".npz":
+        if suffix == "good":
+            suffix, raw = ".npz", plausible_npz(i)
+        elif suffix == ".npz":
             raw = data.draw(npz_bytes())
         else:
             raw = data.draw(
@@ -708,7 +743,7 @@ def _jpeg(seed: int) -> bytes:
 
 @st.composite
 def image_file(draw) -> bytes:
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 40))
     if kind == 0:
         return draw(st.binary(max_size=100))  # not an image
     if kind == 1:
@@ -736,7 +771,17 @@ def test_image_captioning_folder(tmp_path, data, form):
     ]
     for name in names:
         (root / name).write_bytes(data.draw(image_file()))
-    caption = st.one_of(st.text(max_size=20), st.sampled_from(["a red circle", "two blue squares"]))
+    caption = st.one_of(
+        st.text(max_size=20),
+        st.text(
+            st.characters(
+                exclude_characters=',"\r\n\t\x85\u2028\u2029\x0b\x0c\x1c\x1d\x1e',
+                exclude_categories=("Cs",),
+            ),
+            max_size=20,
+        ),
+        st.sampled_from(["a red circle", "two blue squares"]),
+    )
     referenced = st.sampled_from(names * 20 + ["missing.png"])
     if form == "captions.csv":
         rows = [
