@@ -39,6 +39,11 @@ def load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | Non
     Returns:
         (dict split name -> list of tuples, tfds.core.DatasetInfo)
     """
+    with contained_tempfiles():
+        return _load_tfds(spec, keys, offline_hint, data_dir)
+
+
+def _load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | None):
     import tensorflow_datasets as tfds
 
     name = spec[len(TFDS_PREFIX) :]
@@ -75,9 +80,12 @@ def load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | Non
 
 
 @contextlib.contextmanager
-def _own_tempdir():
-    # TFDS's DatasetInfo.initialize_from_bucket makes a mkdtemp("tfds") folder for each builder
-    # of an unprepared dataset and never removes it; keep those inside one folder we remove.
+def contained_tempfiles():
+    """Temporary files made inside go to one folder that is removed on the way out.
+
+    TFDS's ``DatasetInfo.initialize_from_bucket`` makes a ``mkdtemp("tfds")`` folder each time
+    the info of an unprepared dataset is read, and never removes it.
+    """
     with tempfile.TemporaryDirectory(prefix="lstm-recipes-tfds-") as folder:
         saved, tempfile.tempdir = tempfile.tempdir, folder
         try:
@@ -96,7 +104,7 @@ def make_builder(name: str, data_dir: str | None = None):
     import tensorflow_datasets as tfds
 
     try:
-        with _own_tempdir():
+        with contained_tempfiles():
             return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise UserError(f"TFDS has no dataset named {name!r}; see tfds.list_builders()") from None
