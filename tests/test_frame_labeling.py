@@ -112,10 +112,15 @@ def test_conll_errors_are_clear(tmp_path):
 def test_unseen_test_labels_are_reported(tmp_path):
     train = write_conll(tmp_path / "train.txt", chunk_sentences(50))
     odd = write_conll(tmp_path / "test.txt", [[("x", "NN", "B-ZZ")]])
-    splits = frame_labeling.load_data(TINY, str(train), str(odd))
+    # Before any training, not when evaluation reaches it.
+    with pytest.raises(UserError, match=r"test labels of .*test.txt.* found 'B-ZZ'"):
+        frame_labeling.load_data(TINY, str(train), str(odd))
+    splits = frame_labeling.load_data(TINY, str(train))
     prep = frame_labeling.fit_preprocessing(TINY, splits.train)
+    tokens, tags, features = splits.test[0]
+    unseen = [(tokens, ["B-ZZ"] * len(tags), features)]
     with pytest.raises(UserError, match="expected labels seen in training .* found 'B-ZZ'"):
-        frame_labeling.batches(TINY, prep, splits.test, training=False)
+        frame_labeling.batches(TINY, prep, unseen, training=False)
 
 
 def test_frames_long_csv_folder_and_errors(tmp_path):
