@@ -175,6 +175,11 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             f"expected at least 2 classes in the training data of {data}, found "
             f"{len(classes)}: {', '.join(map(repr, classes)) or 'none'}"
         )
+    if not result.train or not result.validation or not result.test:
+        raise UserError(
+            f"expected examples in train, validation and test, found {result.sizes()} in "
+            f"{_specs(data, test_data)} (give more examples, or --test-data)"
+        )
     check_labels_seen(result, lambda example: [example[1]], _specs(data, test_data))
     return result
 

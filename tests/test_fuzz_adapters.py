@@ -5,7 +5,7 @@ wrong, duplicate and missing columns, blank and huge lines, ragged CoNLL columns
 sequences, unseen labels, truncated or fake images) and loads it the way ``--data`` does. The
 outcome must be a valid dataset or a ``UserError`` whose message names the file; any other
 exception fails the test. Runs are derandomized (the same cases every time) and bounded by
-``LSTM_RECIPES_FUZZ_EXAMPLES`` (default 60 per adapter); the count per adapter is printed at the
+``LSTM_RECIPES_FUZZ_EXAMPLES`` (default 100 per adapter); the count per adapter is printed at the
 end of the module.
 """
 
@@ -31,7 +31,7 @@ from lstm_recipes.data.frames import Recording
 from lstm_recipes.data.tfds import load_tfds
 from lstm_recipes.errors import UserError
 
-EXAMPLES = int(os.environ.get("LSTM_RECIPES_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("LSTM_RECIPES_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
