@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import errno
 import functools
 import json
 import os
@@ -51,6 +52,22 @@ def _configure_threads() -> None:
     fastpath.configure_cpu_threads()
 
 
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# TensorFlow's file errors carry no errno, only the OS's message.
+_DISK_FULL_TEXT = ("no space left on device", "file too large", "disk quota exceeded")
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, says a disk or file size limit."""
+    while error is not None:
+        if getattr(error, "errno", None) in _DISK_FULL_ERRNOS or any(
+            text in str(error).lower() for text in _DISK_FULL_TEXT
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def handle_errors(fn):
     """One-line messages instead of tracebacks: status 2 for bad input (UserError), 1 for any
     other failure, 130 for Ctrl-C. ``lstm-recipes --debug ...`` re-raises with the traceback."""
@@ -74,8 +91,14 @@ def handle_errors(fn):
             if debug:
                 raise
             first_line = (str(e).strip().splitlines() or [""])[0][:500]
+            hint = (
+                "The disk looks full: free some space and rerun the same command (what was "
+                "written before is intact; training resumes after its last finished epoch).\n"
+                if _disk_full(e)
+                else ""
+            )
             click.echo(
-                f"Error: {type(e).__name__}: {first_line}\n"
+                f"Error: {type(e).__name__}: {first_line}\n{hint}"
                 "(rerun with `lstm-recipes --debug ...` to see the traceback)",
                 err=True,
             )
@@ -267,9 +290,12 @@ def _train(recipe, data, test_data, preset, overrides, run_dir, strategy_name=No
             _train_worker(module, config, data, test_data, run_dir, strategy)
             return None
     started = {"data": data, "test_data": test_data, "preset": preset, "overrides": list(overrides)}
+    # Data first: a run directory made for data that cannot be read would refuse the fixed
+    # command ("started with other settings").
+    training.check_run_dir(module, run_dir)
+    splits = module.load_data(config, data, test_data)
     run_dir, info = training.open_run(module, config, run_dir, started)
     click.echo(f"run directory: {run_dir}")
-    splits = module.load_data(config, data, test_data)
     sizes = splits.sizes()
     click.echo(f"data: {splits.source}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
     prep = training.preprocessing(module, config, splits, run_dir)

@@ -236,25 +236,6 @@ def check_same_on_every_worker(strategy, value, what: str) -> None:
         )
 
 
-class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` for a worker that is not the chief: it resumes from the chief's
-    backup (on storage every worker sees) and writes its own to a private folder, so that no
-    two processes write the same file (tf.keras's rule; Keras 3's callback has one folder).
-
-    Args:
-        chief_dir: the chief's backup folder, read when training begins.
-        own_dir: this worker's backup folder.
-    """
-
-    def __init__(self, chief_dir: str, own_dir: str):
-        super().__init__(own_dir, save_freq="epoch")
-        self._chief = keras.callbacks.BackupAndRestore(chief_dir, save_freq="epoch")
-
-    def on_train_begin(self, logs=None):
-        self._chief.set_model(self.model)
-        self._chief.on_train_begin(logs)
-
-
 # Keras 3.15's TensorFlow trainer fails under MultiWorkerMirroredStrategy in two reduce paths
 # (keras#20585; keras#20329, tensorflow#72388): (1) before the first step it reduces the first
 # input batch across workers only to learn its shapes for a symbolic build ("Attempt to convert a

@@ -38,6 +38,37 @@ class Serving:
     samples: dict
 
 
+# A version being written: not an integer, so TF Serving and next_version() never take it
+# for a version; the process id tells a live writer from one that was killed.
+TMP_PREFIX = ".tmp-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(export_root: Path) -> list[Path]:
+    """Remove temporary version folders left by exports that were killed; returns them.
+
+    Args:
+        export_root: folder of numbered versions.
+    """
+    removed = []
+    for path in export_root.glob(f"{TMP_PREFIX}*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # another export is writing it now
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def next_version(export_root: Path) -> int:
     """One more than the highest numbered version folder under ``export_root`` (1 if none)."""
     versions = [int(p.name) for p in export_root.glob("*") if p.name.isdigit()]
@@ -193,9 +224,12 @@ def export_saved_model(serving: Serving, export_root: Path, metadata: dict) -> P
     """
     import keras
 
+    if export_root.exists() and not export_root.is_dir():
+        raise UserError(f"expected {export_root} to be a folder of export versions, found a file")
     export_root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(export_root)
     version = next_version(export_root)
-    tmp = export_root / f".tmp-{version}-{os.getpid()}"
+    tmp = export_root / f"{TMP_PREFIX}{version}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         archive = keras.export.ExportArchive()
@@ -203,10 +237,17 @@ def export_saved_model(serving: Serving, export_root: Path, metadata: dict) -> P
             archive.track(obj)
         for name, fn in serving.endpoints.items():
             archive.add_endpoint(name, fn)
-        archive.write_out(str(tmp), verbose=False)
-        meta_path = tmp / METADATA_FILE
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps({**metadata, "version": version}, indent=2))
+        try:
+            archive.write_out(str(tmp), verbose=False)
+            meta_path = tmp / METADATA_FILE
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps({**metadata, "version": version}, indent=2))
+        except (OSError, tf.errors.OpError) as e:
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise OSError(
+                f"could not write the SavedModel to {tmp} ({type(e).__name__}: {first}); is the "
+                f"disk full? Earlier versions in {export_root} are intact"
+            ) from e
         expected = run_samples(serving.endpoints, serving.samples)
         verify_in_fresh_process(tmp, serving.samples, expected)
         final = export_root / str(version)

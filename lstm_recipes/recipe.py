@@ -169,7 +169,26 @@ def resolve_config(module: types.ModuleType, preset: str, overrides: typing.Sequ
         if key not in names:
             raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(names)}")
         changes[key] = parse_value(raw.strip(), hints[key], key)
+        minimum = _MINIMUM.get(key)
+        if minimum is not None and not changes[key] >= minimum:
+            raise UserError(f"--set {key}: expected at least {minimum}, got {raw.strip()!r}")
+        if key == "learning_rate" and not changes[key] > 0:
+            raise UserError(f"--set {key}: expected a positive number, got {raw.strip()!r}")
     return dataclasses.replace(config, **changes)
+
+
+# Sizes that make no model, or a model that trains nothing, below these values.
+_MINIMUM = {
+    "epochs": 1,
+    "batch_size": 1,
+    "units": 1,
+    "layers": 1,
+    "embedding_dim": 1,
+    "max_length": 1,
+    "seq_length": 1,
+    "vocab_size": 3,
+    "patience": 0,
+}
 
 
 def config_from_dict(module: types.ModuleType, values: dict):

@@ -10,10 +10,13 @@ training ends), ``logs/`` (TensorBoard), ``history.csv``, ``metrics.json``, ``pl
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import datetime
 import inspect
+import io
 import json
+import os
 import sys
 import time
 import types
@@ -54,6 +57,204 @@ def _write_json(path: Path, value) -> None:
     tmp.replace(path)
 
 
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
+    """``model.save_weights(path)``, safe against kills and full disks.
+
+    Keras writes weights files in place, so a kill or a full disk during the write would
+    destroy the previous file; and HDF5 crashed the process (SIGSEGV in ``File.close``) when a
+    write failed for lack of space. So the file is built in memory, written to a temporary file
+    with plain Python I/O (a full disk is then an ordinary ``OSError``), and renamed into place.
+
+    Args:
+        model: the model.
+        path: the ``.weights.h5`` file to (re)place.
+    """
+    path = Path(path)
+    data = _weights_bytes(model)
+    tmp = path.with_name(path.name.removesuffix(".weights.h5") + ".tmp.weights.h5")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(
+            e.errno,
+            f"could not write {path} ({e.strerror or e}); is the disk full? The previous file, "
+            "if any, is intact: free some space and rerun the same command",
+        ) from None
+
+
+def _weights_bytes(model: keras.Model) -> bytes:
+    # What model.save_weights writes, built in memory: Keras 3.15's save_weights takes only a
+    # path, but its HDF5 store also writes to a BytesIO.
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(
+        model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+    )
+    store.close()
+    return buffer.getvalue()
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keep the weights of the best epoch by ``monitor``, written atomically.
+
+    Args:
+        path: the ``.weights.h5`` file.
+        monitor: the logged metric, e.g. ``val_loss``.
+        mode: ``min`` or ``max``.
+    """
+
+    def __init__(self, path: Path, monitor: str, mode: str):
+        super().__init__()
+        self.path, self.monitor, self.mode = Path(path), monitor, mode
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None or not np.isfinite(current):
+            return
+        current = float(current)
+        if self.best is not None and not (
+            current < self.best if self.mode == "min" else current > self.best
+        ):
+            return
+        save_weights_atomically(self.model, self.path)
+        self.best = current
+
+
+class ExactBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose resumed run repeats what an uninterrupted run would do.
+
+    Keras 3.15's callback writes its weights file in place (a kill or a full disk during the
+    write leaves a backup that cannot be read), does not save the state of the layers' random
+    seed generators (dropout masks), restarts each dataset's per-epoch shuffle from the first
+    epoch's order, and resets the other callbacks' memory (the best value so far, early
+    stopping's patience). Here each backup is new files committed by renaming its metadata,
+    which also holds the seed states and the named callbacks' state, and the number of
+    iterators made so far from the training dataset: each new iterator draws the next seed of a
+    ``shuffle(..., reshuffle_each_iteration=True)``, and Keras makes one or two per epoch
+    depending on whether the dataset's length is known. On resume the dataset is advanced by as
+    many fresh iterators, so epoch k sees the batches it would have seen without the kill.
+
+    A worker that is not the chief of a multi-worker run resumes from the chief's backup
+    (``restore_dir``, on storage every worker sees) and writes its own to a private folder, so
+    that no two processes write the same file.
+
+    Args:
+        backup_dir: the folder (removed when training ends).
+        dataset: the training dataset given to ``fit`` (its iterators are counted from now on).
+        stateful: name -> (callback, attribute names) to save and restore.
+        restore_dir: the folder to resume from, when it is not ``backup_dir``.
+    """
+
+    def __init__(
+        self,
+        backup_dir: str,
+        dataset: tf.data.Dataset,
+        stateful: dict,
+        restore_dir: str | None = None,
+    ):
+        super().__init__(backup_dir, save_freq="epoch")
+        self.dataset, self.stateful = dataset, stateful
+        self.restore_dir = restore_dir or backup_dir
+        self.iterators = _count_iterators(dataset)
+
+    def _seed_states(self) -> list:
+        return [v for v in self.model.variables if "seed_generator_state" in v.path]
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch{self._current_epoch}.weights.h5"
+        save_weights_atomically(self.model, folder / name)
+        state = {
+            key: {a: _plain_number(getattr(cb, a)) for a in attrs}
+            for key, (cb, attrs) in self.stateful.items()
+        }
+        metadata = {
+            "epoch": self._current_epoch,
+            "weights": name,
+            "seeds": [np.asarray(v.numpy()).tolist() for v in self._seed_states()],
+            "callbacks": state,
+            "iterators": self.iterators[0],
+        }
+        _write_json(folder / "training_metadata.json", metadata)  # the commit point
+        for old in folder.glob("epoch*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _load_model(self):
+        meta_path = Path(self.restore_dir) / "training_metadata.json"
+        if not meta_path.exists():
+            return
+        meta = read_json(meta_path)
+        if "weights" not in meta:  # a backup of Keras's own format
+            return super()._load_model()
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(str(Path(self.restore_dir) / meta["weights"]))
+        for variable, value in zip(self._seed_states(), meta["seeds"]):
+            variable.assign(np.asarray(value, variable.dtype))
+        for key, values in meta["callbacks"].items():
+            callback = self.stateful[key][0]
+            for attr, value in values.items():
+                setattr(callback, attr, value)
+        epoch = meta["epoch"]
+        self._current_epoch = epoch
+        self.model._initial_epoch = epoch
+        for _ in range(meta.get("iterators", epoch)):
+            iter(self.dataset)
+
+
+def _count_iterators(dataset: tf.data.Dataset) -> list[int]:
+    # Keras makes its iterators inside fit; a subclass with a counting __iter__ sees each one.
+    # (Under a tf.distribute strategy the distributed dataset makes them and the count stays 0.)
+    count = [0]
+    base = type(dataset)
+
+    class Counted(base):
+        def __iter__(self):
+            count[0] += 1
+            return super().__iter__()
+
+    Counted.__name__ = Counted.__qualname__ = base.__name__
+    dataset.__class__ = Counted
+    return count
+
+
+def backup_epoch(backup_dir: Path) -> int:
+    """Epochs finished according to an ``ExactBackup`` folder (0 when there is none)."""
+    meta = Path(backup_dir) / "training_metadata.json"
+    return int(read_json(meta).get("epoch", 0)) if meta.exists() else 0
+
+
+def _plain_number(value):
+    return float(value) if isinstance(value, (np.floating, np.integer)) else value
+
+
+def _trim_history(path: Path, epochs: int) -> None:
+    # Rows of epochs after the backup were logged by a run killed before it could commit them.
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs]
+    if len(kept) != len(rows):
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        tmp.replace(path)
+
+
 def optimizer(config) -> keras.optimizers.Optimizer:
     """Adam with the config's learning rate and optional ``clipnorm``."""
     clipnorm = getattr(config, "clipnorm", None) or None
@@ -91,6 +292,26 @@ def schedule_callbacks(config) -> list:
     if getattr(config, "max_minutes", 0):
         callbacks.append(TimeBudget(config.max_minutes))
     return callbacks
+
+
+def check_run_dir(module, run_dir: Path | None) -> None:
+    """Refuse, before any work, a ``--run-dir`` that is a file or holds another recipe's run.
+
+    Args:
+        module: the recipe module.
+        run_dir: the folder given, or None.
+    """
+    if run_dir is None:
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"expected --run-dir to be a folder, found a file at {run_dir}")
+    if (run_dir / "run.json").exists():
+        info = read_json(run_dir / "run.json")
+        if info.get("recipe") != module.RECIPE_SOURCE:
+            raise UserError(
+                f"{run_dir} holds a run of recipe {info.get('recipe')!r}, expected "
+                f"{module.RECIPE_SOURCE!r}; use a new --run-dir (nothing was changed)"
+            )
 
 
 def open_run(module, config, run_dir: Path | None, started: dict) -> tuple[Path, dict]:
@@ -185,7 +406,7 @@ def fit(
     """Train with checkpoints, resume, early stopping, TensorBoard, CSV history and NaN guard.
 
     Rerunning after a crash or kill with the same run directory resumes from the last finished
-    epoch (``BackupAndRestore``), optimizer state included.
+    epoch (``ExactBackup``), optimizer state included.
 
     Args:
         module: the recipe module.
@@ -216,26 +437,29 @@ def fit(
     monitor = getattr(module, "MONITOR", "val_loss")
     # Keras's mode="auto" knows "acc" and "loss" names but not custom metrics.
     mode = getattr(module, "MONITOR_MODE", "min" if "loss" in monitor else "max")
-    backup = str(run_dir / "backup")
+    best = BestCheckpoint(run_dir / BEST, monitor, mode)
+    early = keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, mode=mode)
     callbacks = [
         # First, so that the learning rate they set is in the logs the others write.
         *schedule_callbacks(config),
-        keras.callbacks.BackupAndRestore(backup, save_freq="epoch")
-        if restore_from is None
-        else distribute.WorkerBackupAndRestore(str(restore_from), backup),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / BEST),
-            monitor=monitor,
-            save_best_only=True,
-            save_weights_only=True,
-            mode=mode,
-        ),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, mode=mode),
+        best,
+        early,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
         *(module.callbacks(config) if hasattr(module, "callbacks") else []),
+        # Last: it restores the others' state after their on_train_begin has reset it, and
+        # commits an epoch only after they have all recorded it.
+        ExactBackup(
+            str(run_dir / "backup"),
+            dataset=train,
+            stateful={"best": (best, ["best"]), "early": (early, ["wait", "best", "best_epoch"])},
+            restore_dir=str(restore_from) if restore_from is not None else None,
+        ),
     ]
+    # Rows of epochs after the backup were logged by a run killed before it committed them;
+    # they will be run again. (Before CSVLogger opens the file.)
+    _trim_history(run_dir / "history.csv", backup_epoch(run_dir / "backup"))
     verbose = 1 if sys.stdout.isatty() else 2
     with warnings.catch_warnings(), distribute.keras_fit_workaround(strategy, model):
         # Bucketed datasets have no known length; Keras warns at each epoch's end that the

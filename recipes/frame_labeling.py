@@ -47,7 +47,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import blocks, cells, decoding, distribute, metrics, plots, training
-from lstm_recipes.data import Splits, conll, limit, make_splits
+from lstm_recipes.data import Splits, check_labels_seen, conll, limit, make_splits
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -299,6 +299,12 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             f"expected sequences in train, validation and test, found {result.sizes()} in "
             f"{data} (frames are split by group: give more sequences or --test-data)"
         )
+    frames = isinstance(result.train[0], frames_lib.Recording)
+    check_labels_seen(
+        result,
+        (lambda r: set(r.labels.tolist())) if frames else (lambda sentence: sentence[1]),
+        f"{data} and {test_data}" if test_data else data,
+    )
     return result
 
 
@@ -741,6 +747,8 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
             input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False
         )
         def tag_text(text):
+            # Bytes that are not UTF-8 become U+FFFD: the tokens returned are always text.
+            text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
             tokens = tf.strings.split(tf.strings.strip(text)).to_tensor(PAD_TOKEN)
             tags, _ = tagger.tag_tokens(tokens)
             return {"tokens": tokens, "tags": tags}

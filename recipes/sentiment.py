@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_recipes import blocks, cells, distribute, metrics, plots, training
-from lstm_recipes.data import Splits, files, limit, make_splits
+from lstm_recipes.data import Splits, check_labels_seen, files, limit, make_splits
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -176,10 +176,20 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
     classes = sorted({y for _, y in result.train})
     if len(classes) < 2:
         raise UserError(
-            f"expected at least 2 classes in the training data, found {len(classes)}: "
-            f"{', '.join(map(repr, classes)) or 'none'}"
+            f"expected at least 2 classes in the training data of {data}, found "
+            f"{len(classes)}: {', '.join(map(repr, classes)) or 'none'}"
         )
+    if not result.train or not result.validation or not result.test:
+        raise UserError(
+            f"expected examples in train, validation and test, found {result.sizes()} in "
+            f"{_specs(data, test_data)} (give more examples, or --test-data)"
+        )
+    check_labels_seen(result, lambda example: [example[1]], _specs(data, test_data))
     return result
+
+
+def _specs(data: str, test_data: str | None) -> str:
+    return f"{data} and {test_data}" if test_data else data
 
 
 def _label_order(labels: set[str]) -> list[str]:

@@ -42,7 +42,7 @@ from lstm_recipes import blocks, cells, decoding, distribute, metrics, plots, tr
 from lstm_recipes.data import Splits, limit, make_splits, parallel
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
-from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
+from lstm_recipes.data.tfds import contained_tempfiles, is_tfds_spec, load_tfds, make_builder
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
 
@@ -151,14 +151,13 @@ def _pairs(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
 
 
 def _tfds_splits(config: Config, spec: str) -> Splits:
-    import tensorflow_datasets as tfds
-
     name = spec.removeprefix("tfds:")
     keys = [config.source_column, config.target_column]
     if keys == ["source", "target"] or not all(keys):
         try:
-            supervised = tfds.builder(name).info.supervised_keys
-        except Exception:  # an unknown name is reported by load_tfds below
+            with contained_tempfiles():
+                supervised = make_builder(name).info.supervised_keys
+        except UserError:  # reported by load_tfds below
             supervised = None
         if supervised:
             keys = list(supervised)

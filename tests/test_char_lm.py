@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from conftest import cli_ok
+from serving_edges import run_edge_inputs
 
 from lstm_recipes import decoding
 from lstm_recipes import recipe as recipe_lib
@@ -252,3 +253,8 @@ def test_bytes_unit_end_to_end(tmp_path):
     assert json.loads((run_dir / "preprocessing.json").read_text())["unit"] == "bytes"
     result = CliRunner().invoke(main, ["predict", str(run_dir), "--prompt", "naï", "--chars", "10"])
     assert result.exit_code == 0 and result.output.startswith("naï")
+
+
+def test_served_char_lm_edge_inputs(char_run):
+    results = run_edge_inputs(char_run / "export" / "1")
+    assert {r["signature"] for r in results} == {"serving_default", "generate"}

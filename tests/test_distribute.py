@@ -162,15 +162,23 @@ def tiny_model() -> keras.Model:
 
 
 def test_a_restarted_worker_resumes_from_the_chiefs_backup_without_writing_it(tmp_path):
+    from lstm_recipes import training
+
     x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     chief = tmp_path / "chief"
-    backup = keras.callbacks.BackupAndRestore(str(chief), delete_checkpoint=False)
-    tiny_model().fit(x, y, epochs=2, verbose=0, callbacks=[backup])
-    saved = (chief / "latest.weights.h5").read_bytes()
-    worker = distribute.WorkerBackupAndRestore(str(chief), str(tmp_path / "own"))
-    history = tiny_model().fit(x, y, epochs=3, verbose=0, callbacks=[worker])
+
+    def backup(folder, restore_dir=None):
+        return training.ExactBackup(str(folder), data, {}, restore_dir=restore_dir)
+
+    chief_backup = backup(chief)
+    chief_backup.delete_checkpoint = False
+    tiny_model().fit(data, epochs=2, verbose=0, callbacks=[chief_backup])
+    saved = {p.name: p.read_bytes() for p in chief.iterdir()}
+    worker = backup(tmp_path / "own", restore_dir=str(chief))
+    history = tiny_model().fit(data, epochs=3, verbose=0, callbacks=[worker])
     assert history.epoch == [2]  # resumed after the chief's two epochs
-    assert (chief / "latest.weights.h5").read_bytes() == saved
+    assert {p.name: p.read_bytes() for p in chief.iterdir()} == saved
 
 
 def test_keras_still_needs_the_multi_worker_workaround():

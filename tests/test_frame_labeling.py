@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from conftest import cli_ok, fresh_python
+from serving_edges import run_edge_inputs
 
 from lstm_recipes import metrics
 from lstm_recipes import recipe as recipe_lib
@@ -111,10 +112,15 @@ def test_conll_errors_are_clear(tmp_path):
 def test_unseen_test_labels_are_reported(tmp_path):
     train = write_conll(tmp_path / "train.txt", chunk_sentences(50))
     odd = write_conll(tmp_path / "test.txt", [[("x", "NN", "B-ZZ")]])
-    splits = frame_labeling.load_data(TINY, str(train), str(odd))
+    # Before any training, not when evaluation reaches it.
+    with pytest.raises(UserError, match=r"test labels of .*test.txt.* found 'B-ZZ'"):
+        frame_labeling.load_data(TINY, str(train), str(odd))
+    splits = frame_labeling.load_data(TINY, str(train))
     prep = frame_labeling.fit_preprocessing(TINY, splits.train)
+    tokens, tags, features = splits.test[0]
+    unseen = [(tokens, ["B-ZZ"] * len(tags), features)]
     with pytest.raises(UserError, match="expected labels seen in training .* found 'B-ZZ'"):
-        frame_labeling.batches(TINY, prep, splits.test, training=False)
+        frame_labeling.batches(TINY, prep, unseen, training=False)
 
 
 def test_frames_long_csv_folder_and_errors(tmp_path):
@@ -322,6 +328,8 @@ def test_frames_csv_end_to_end(tmp_path):
     result = json.loads((run_dir / "metrics.json").read_text())
     assert result["accuracy"] > 0.8, result
     assert "segment_f1_50" in result
+    # Served edge inputs: no frames, zero steps, NaN/inf/huge values, wrong widths.
+    run_edge_inputs(run_dir / "export" / "1")
 
 
 def test_conllu_default_columns_are_form_and_upos(tmp_path):
@@ -374,3 +382,8 @@ def test_token_tab_tag_files_with_blank_line_breaks(tmp_path):
         (["New", "York"], ["B-LOC", "I-LOC"], []),
         (["Hi"], ["O"], []),
     ]
+
+
+def test_served_tagger_edge_inputs(chunk_run):
+    results = run_edge_inputs(chunk_run / "export" / "1")
+    assert {r["signature"] for r in results} == {"serving_default", "tag_text"}

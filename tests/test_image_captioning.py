@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from conftest import cli_ok, fresh_python
+from serving_edges import run_edge_inputs
 
 from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.cli import main
@@ -298,3 +299,9 @@ def test_imagenet_weights_found_under_keras_home(monkeypatch, tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / name).write_bytes(b"placeholder")
     assert captioning._weights(captioning.Config()) == "imagenet"
+
+
+def test_served_captioning_edge_inputs(tiny_run):
+    results = run_edge_inputs(tiny_run / "export" / "1")
+    corrupt = [r for r in results if r["case"] in ("not_an_image", "truncated_png", "empty_bytes")]
+    assert corrupt and all(r["outcome"] == "InvalidArgumentError" for r in corrupt), corrupt

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import cli_ok, fresh_python
+from serving_edges import run_edge_inputs
 
 from lstm_recipes import blocks
 from lstm_recipes import recipe as recipe_lib
@@ -283,3 +284,8 @@ def test_cli_reports_bad_pairs_files_without_a_traceback(tmp_path):
     assert result.exit_code == 2
     assert "ragged.txt:2: expected source<TAB>target" in result.output
     assert "Traceback" not in result.output
+
+
+def test_served_translation_edge_inputs(number_run):
+    results = run_edge_inputs(number_run / "export" / "1")
+    assert {r["signature"] for r in results} == {"serving_default", "greedy"}

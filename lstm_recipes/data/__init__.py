@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+
+from lstm_recipes.errors import UserError
 
 
 @dataclasses.dataclass
@@ -92,3 +94,27 @@ def limit(examples: list, n: int | None, seed: int) -> list:
     if not n or len(examples) <= n:
         return examples
     return random.Random(seed).sample(examples, n)
+
+
+def check_labels_seen(splits: Splits, labels_of: Callable[[object], Iterable[str]], data: str):
+    """Fail before training when validation or test data hold a label training never saw.
+
+    Such a label could only be reported when evaluation reaches it, after all the training.
+
+    Args:
+        splits: the loaded splits.
+        labels_of: example -> its labels (one for a classifier, one per step for a tagger).
+        data: the --data (and --test-data) specs, for the message.
+    """
+    seen = {str(y) for example in splits.train for y in labels_of(example)}
+    for name in ("validation", "test"):
+        unseen = sorted(
+            {str(y) for example in getattr(splits, name) for y in labels_of(example)} - seen
+        )
+        if unseen:
+            raise UserError(
+                f"expected the {name} labels of {data} to be among the {len(seen)} seen in "
+                f"training, found {', '.join(map(repr, unseen[:5]))}"
+                + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
+                + " (give training examples of them, or remove them)"
+            )

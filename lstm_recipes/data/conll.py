@@ -22,10 +22,16 @@ def _column_index(column: str | int, width: int, names: list[str] | None, where:
     if names is not None and isinstance(column, str) and not column.lstrip("-").isdigit():
         if column not in names:
             raise UserError(f"{where}: expected a column in {', '.join(names)}, got {column!r}")
-        return names.index(column)
+        index = names.index(column)
+        if index >= width:
+            raise UserError(
+                f"{where}: expected CoNLL-U's 10 tab-separated columns ({column!r} is column "
+                f"{index}), found {width}"
+            )
+        return index
     try:
         index = int(column)
-    except ValueError:
+    except (ValueError, TypeError):
         raise UserError(
             f"{where}: expected a column number (0 = first, -1 = last), got {column!r}"
         ) from None

@@ -9,11 +9,13 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 
 from lstm_recipes.errors import UserError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+_SEPARATOR = {"csv": "comma", "tsv": "tab"}
 
 
 def read_text(path: Path) -> str:
@@ -32,16 +34,33 @@ def read_text(path: Path) -> str:
         raise UserError(f"expected a file at {path}, found none") from None
     except IsADirectoryError:
         raise UserError(f"expected a file at {path}, found a folder") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
+        # zlib.error: a .gz whose header is fine but whose compressed stream is corrupt.
         raise UserError(f"cannot read {path}: {e}") from None
+    return decode_utf8(raw, str(path))
+
+
+def decode_utf8(raw: bytes, where: str) -> str:
+    """Text of UTF-8 bytes (a leading byte order mark is dropped), or a UserError saying where
+    the first byte that is not UTF-8 is.
+
+    Args:
+        raw: the file's bytes.
+        where: the file's name, for the message.
+    """
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            found = "UTF-16 text (it starts with a UTF-16 byte order mark)"
+        else:
+            line = raw[: e.start].count(b"\n") + 1
+            found = (
+                f"byte 0x{raw[e.start]:02x} at offset {e.start} (line {line}) that is not valid "
+                "UTF-8"
+            )
         raise UserError(
-            f"expected UTF-8 text in {path}, found byte 0x{raw[e.start]:02x} at offset {e.start} "
-            f"(line {line}) "
-            "that is not valid UTF-8 (re-save the file as UTF-8)"
+            f"expected UTF-8 text in {where}, found {found} (re-save the file as UTF-8)"
         ) from None
 
 
@@ -74,9 +93,12 @@ def read_table(path: Path, columns: list[str]) -> list[dict]:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as e:
+            except (ValueError, RecursionError) as e:
+                # ValueError covers JSONDecodeError and integers past Python's digit limit;
+                # RecursionError, arrays nested thousands deep.
                 raise UserError(
-                    f"{path}:{number}: expected one JSON object per line: {e}"
+                    f"{path}:{number}: expected one JSON object per line, found {line[:60]!r} "
+                    f"({type(e).__name__}: {str(e)[:100]})"
                 ) from None
             if not isinstance(row, dict):
                 raise UserError(
@@ -95,17 +117,40 @@ def read_table(path: Path, columns: list[str]) -> list[dict]:
             reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
         else:
             reader = csv.DictReader(io.StringIO(text))
-        found = reader.fieldnames or []
-        missing = [c for c in columns if c not in found]
-        if missing:
-            raise UserError(
-                f"expected columns {', '.join(columns)} in {path}; missing {', '.join(missing)}, "
-                f"found {', '.join(found) or 'no header'} (choose others with --set)"
-            )
         try:
-            rows = list(reader)
+            found = reader.fieldnames or []
+            missing = [c for c in columns if c not in found]
+            if missing:
+                raise UserError(
+                    f"expected columns {', '.join(columns)} in {path}; missing "
+                    f"{', '.join(missing)}, found {', '.join(found) or 'no header'} "
+                    "(choose others with --set)"
+                )
+            twice = [c for c in columns if found.count(c) > 1]
+            if twice:
+                raise UserError(
+                    f"expected column {twice[0]!r} once in the header of {path}, found it "
+                    f"{found.count(twice[0])} times"
+                )
+            rows = []
+            for row in reader:
+                # A row with more or fewer fields than the header would be misread silently
+                # (an unquoted comma shifts the label into the text).
+                if None in row or None in row.values():
+                    count = (
+                        len(found) + len(row[None])
+                        if None in row
+                        else sum(v is not None for v in row.values())
+                    )
+                    raise UserError(
+                        f"{path}:{reader.line_num}: expected {len(found)} fields like the header, "
+                        f"found {count} (quote fields that hold a {_SEPARATOR[fmt]})"
+                    )
+                rows.append(row)
         except csv.Error as e:
-            raise UserError(f"{path}: malformed {fmt.upper()}: {e}") from None
+            raise UserError(
+                f"{path}:{reader.line_num}: expected well-formed {fmt.upper()}, found: {e}"
+            ) from None
     if not rows:
         raise UserError(f"{path} has a header but no rows")
     return rows

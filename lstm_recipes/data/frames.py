@@ -13,6 +13,8 @@ import importlib.resources
 import io
 import math
 import random
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +71,7 @@ def builtin_watch(seed: int = 0) -> tuple[list[Recording], list[str]]:
 def _float(value: str, where: str) -> float:
     try:
         return float(value)
-    except ValueError:
+    except (ValueError, TypeError):
         raise UserError(f"{where}: expected a number, found {value!r}") from None
 
 
@@ -94,6 +96,15 @@ def read_long_csv(
     """
     text = files.read_text(path)
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _long_csv_recordings(
+            path, reader, sequence_column, step_column, label_column, group_column
+        )
+    except csv.Error as e:
+        raise UserError(f"{path}:{reader.line_num}: expected well-formed CSV, found: {e}") from None
+
+
+def _long_csv_recordings(path, reader, sequence_column, step_column, label_column, group_column):
     header = next(reader, None)
     if not header:
         raise UserError(f"{path} is empty; expected a header and at least one row")
@@ -104,16 +115,21 @@ def read_long_csv(
             f"expected columns {', '.join(needed)} in {path}; missing {', '.join(missing)}, "
             f"found {', '.join(header)} (choose others with --set)"
         )
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise UserError(
+            f"expected each column once in the header of {path}, found {twice[0]!r} twice"
+        )
     features = [c for c in header if c not in needed]
     if not features:
         raise UserError(f"{path}: expected at least one feature column besides {needed}")
     index = {c: header.index(c) for c in header}
     rows: dict[str, list] = {}
     groups: dict[str, str] = {}
-    for number, row in enumerate(reader, 2):
+    for row in reader:
         if not row:
             continue
-        where = f"{path}:{number}"
+        where = f"{path}:{reader.line_num}"
         if len(row) != len(header):
             raise UserError(
                 f"{where}: expected {len(header)} fields like the header, found {len(row)}"
@@ -145,12 +161,12 @@ def _read_sequence_file(path: Path, label_column: str) -> tuple[Recording, list[
                     )
                 x = np.asarray(data["frames"], np.float32)
                 y = np.asarray(data["labels"]).astype(str)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise UserError(f"cannot read {path} as NumPy .npz: {e}") from None
-        if x.ndim != 2 or y.shape != (len(x),):
+        if x.ndim != 2 or y.shape != (len(x),) or not len(x) or not x.shape[1]:
             raise UserError(
-                f"{path}: expected frames (steps, features) and labels (steps,), found "
-                f"{x.shape} and {y.shape}"
+                f"{path}: expected frames (steps, features) and labels (steps,) with at least one "
+                f"step and feature, found {x.shape} and {y.shape}"
             )
         names = [f"f{i}" for i in range(x.shape[1])]
     else:

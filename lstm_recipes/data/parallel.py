@@ -12,6 +12,7 @@ Pure Python, so bad input is reported before TensorFlow starts. Forms:
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 from lstm_recipes.data import files
@@ -31,7 +32,7 @@ def _lines(text: str) -> list[str]:
 def _zip_text(path: Path, member: str) -> tuple[str, str]:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise UserError(f"expected a zip archive at {path}: {e}") from None
     with archive:
         names = [n for n in archive.namelist() if not n.endswith("/")]
@@ -56,15 +57,14 @@ def _zip_text(path: Path, member: str) -> tuple[str, str]:
                     f"{', '.join(candidates) or 'none'} (choose one with --set zip_member=NAME)"
                 )
             chosen = candidates[0]
-        raw = archive.read(chosen)
-    try:
-        return raw.decode("utf-8-sig"), f"{path}:{chosen}"
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UserError(
-            f"expected UTF-8 text in {path}:{chosen}, found byte 0x{raw[e.start]:02x} at offset "
-            f"{e.start} (line {line})"
-        ) from None
+        try:
+            raw = archive.read(chosen)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as e:
+            # A damaged member (bad CRC, truncated stream), or an encrypted or unsupported one.
+            raise UserError(
+                f"expected a readable member {chosen!r} in {path}, found: {e}"
+            ) from None
+    return files.decode_utf8(raw, f"{path}:{chosen}"), f"{path}:{chosen}"
 
 
 def parse_tab_pairs(text: str, where: str) -> list[tuple[str, str]]:

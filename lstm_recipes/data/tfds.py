@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import tempfile
 
 from lstm_recipes.errors import UserError
 
@@ -37,15 +39,17 @@ def load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | Non
     Returns:
         (dict split name -> list of tuples, tfds.core.DatasetInfo)
     """
+    with contained_tempfiles():
+        return _load_tfds(spec, keys, offline_hint, data_dir)
+
+
+def _load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | None):
     import tensorflow_datasets as tfds
 
     name = spec[len(TFDS_PREFIX) :]
     if not name:
         raise UserError("expected tfds:NAME (e.g. tfds:imdb_reviews), got an empty name")
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise UserError(f"TFDS has no dataset named {name!r}; see tfds.list_builders()") from None
+    builder = make_builder(name, data_dir)
     try:
         datasets = _load_splits(tfds, name, builder, data_dir, download=False)
     except (AssertionError, FileNotFoundError):
@@ -73,6 +77,42 @@ def load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | Non
             rows.append(tuple(_plain(example[k]) for k in keys))
         splits[split] = rows
     return splits, info
+
+
+@contextlib.contextmanager
+def contained_tempfiles():
+    """Temporary files made inside go to one folder that is removed on the way out.
+
+    TFDS's ``DatasetInfo.initialize_from_bucket`` makes a ``mkdtemp("tfds")`` folder each time
+    the info of an unprepared dataset is read, and never removes it.
+    """
+    with tempfile.TemporaryDirectory(prefix="lstm-recipes-tfds-") as folder:
+        saved, tempfile.tempdir = tempfile.tempdir, folder
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
+
+
+def make_builder(name: str, data_dir: str | None = None):
+    """``tfds.builder(name)``, with a UserError for a name TFDS does not know or cannot parse.
+
+    Args:
+        name: ``NAME``, ``NAME/CONFIG`` or ``NAME:VERSION``.
+        data_dir: TFDS data folder (default: TFDS's own).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        with contained_tempfiles():
+            return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise UserError(f"TFDS has no dataset named {name!r}; see tfds.list_builders()") from None
+    except ValueError as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(
+            f"expected tfds:NAME[/CONFIG][:VERSION] naming a TFDS dataset, got {name!r}: {first}"
+        ) from None
 
 
 def _load_splits(tfds, name, builder, data_dir, download: bool) -> dict:
