@@ -65,3 +65,10 @@ def test_serving_quick(tmp_path):
 def test_peak_memory_quick(tmp_path):
     out = bench("peak_memory.py", "--quick", "sentiment", tmp_path=tmp_path)
     assert re.search(r"\| sentiment \| .* \| [\d,]+ MiB \| \d+ s \| 0 \|", out)
+
+
+@pytest.mark.slow
+def test_profile_training_quick(tmp_path):
+    out = bench("profile_training.py", "--quick", tmp_path=tmp_path)
+    shares = [float(m) for m in re.findall(r"^\| [^|]+ \| ([\d.]+)% \|$", out, re.M)]
+    assert shares and abs(sum(shares) - 100) < 0.5
