@@ -300,10 +300,13 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             f"{data} (frames are split by group: give more sequences or --test-data)"
         )
     frames = isinstance(result.train[0], frames_lib.Recording)
+    # Test tags unseen in training (CoNLL-2000's test set has I-LST, its training set not) are
+    # scored as errors by evaluate; validation tags are trained against, so they must be known.
     check_labels_seen(
         result,
         (lambda r: set(r.labels.tolist())) if frames else (lambda sentence: sentence[1]),
         f"{data} and {test_data}" if test_data else data,
+        names=("validation",),
     )
     return result
 

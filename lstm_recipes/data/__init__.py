@@ -96,7 +96,12 @@ def limit(examples: list, n: int | None, seed: int) -> list:
     return random.Random(seed).sample(examples, n)
 
 
-def check_labels_seen(splits: Splits, labels_of: Callable[[object], Iterable[str]], data: str):
+def check_labels_seen(
+    splits: Splits,
+    labels_of: Callable[[object], Iterable[str]],
+    data: str,
+    names: Iterable[str] = ("validation", "test"),
+):
     """Fail before training when validation or test data hold a label training never saw.
 
     Such a label could only be reported when evaluation reaches it, after all the training.
@@ -105,9 +110,11 @@ def check_labels_seen(splits: Splits, labels_of: Callable[[object], Iterable[str
         splits: the loaded splits.
         labels_of: example -> its labels (one for a classifier, one per step for a tagger).
         data: the --data (and --test-data) specs, for the message.
+        names: the splits to check (a tagger's evaluation scores unseen test tags as errors,
+            as conlleval does, so it checks validation only).
     """
     seen = {str(y) for example in splits.train for y in labels_of(example)}
-    for name in ("validation", "test"):
+    for name in names:
         unseen = sorted(
             {str(y) for example in getattr(splits, name) for y in labels_of(example)} - seen
         )
