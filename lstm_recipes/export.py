@@ -233,10 +233,12 @@ def export_saved_model(serving: Serving, export_root: Path, metadata: dict) -> P
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         archive = keras.export.ExportArchive()
-        for obj in serving.track:
-            archive.track(obj)
+        # Endpoints first: tracing them builds layers first used there (a vectorizer), which
+        # ExportArchive.track refuses while unbuilt.
         for name, fn in serving.endpoints.items():
             archive.add_endpoint(name, fn)
+        for obj in serving.track:
+            archive.track(obj)
         try:
             archive.write_out(str(tmp), verbose=False)
             meta_path = tmp / METADATA_FILE
