@@ -11,6 +11,9 @@ so that a busy machine slows them alike:
   LSTM sizes (``layers=2``): its own data pipeline (whole reviews up to ``max_length``,
   length-bucketed, right-padded, masked), model and CPU thread settings (as ``lstm-recipes
   run`` sets them: ``fastpath.configure_cpu_threads``), trained by ``model.fit``.
+- recipe, Keras's loop (``--keras-loop``): the same recipe with ``LSTM_RECIPES_FUSED=0``, so its
+  LSTMs run Keras's own CPU step loop instead of ``lstm_recipes.fused``'s (what the recipe did
+  before that loop existed).
 - torch (``--torch``, needs ``pip install torch==2.13.0``): the reference model written in
   PyTorch (``nn.LSTM(bidirectional=True, num_layers=2)``) on the reference's padded batches.
 
@@ -175,9 +178,12 @@ class Worker:
     def __init__(self, kind: str, state: Path):
         import subprocess
 
+        env = dict(os.environ)
+        if kind == "recipe-keras-loop":
+            env["LSTM_RECIPES_FUSED"] = "0"
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--worker", kind, "--state", str(state)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
 
     def epoch(self, epoch: int) -> dict:
@@ -201,13 +207,14 @@ def worker(kind: str, state: Path) -> None:
     from lstm_recipes import recipe as recipe_lib
 
     meta = json.loads((state / "meta.json").read_text())
-    if kind == "recipe":
+    recipe = kind.startswith("recipe")
+    if recipe:
         fastpath.configure_cpu_threads()
     module = recipe_lib.load_recipe("sentiment")
     config = recipe_lib.resolve_config(module, "imdb", meta["overrides"])
     prep = json.loads((state / "prep.json").read_text())
     keras.utils.set_random_seed(config.seed)
-    if kind == "recipe":
+    if recipe:
         examples = json.loads((state / "examples.json").read_text())
         model = module.build_model(config, prep)
         train = module.batches(config, prep, [tuple(e) for e in examples["train"]], training=True)
@@ -219,13 +226,13 @@ def worker(kind: str, state: Path) -> None:
     for line in sys.stdin:
         epoch = int(line)
         with Timer() as t:
-            if kind == "recipe":
+            if recipe:
                 model.fit(train, epochs=epoch + 1, initial_epoch=epoch, callbacks=callbacks,
                           verbose=0)  # fmt: skip
             else:
                 model.fit(arrays["x_train"], arrays["y_train"], batch_size=REFERENCE_BATCH,
                           epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)  # fmt: skip
-        if kind == "recipe":
+        if recipe:
             accuracy = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
         else:
             accuracy = model.evaluate(arrays["x_test"], arrays["y_test"], batch_size=256,
@@ -243,9 +250,13 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few hundred reviews, 1 epoch")
     parser.add_argument("--max-examples", type=int, default=0, help="train reviews (0: all)")
     parser.add_argument("--test-examples", type=int, default=0, help="test reviews (0: all)")
+    parser.add_argument("--keras-loop", action="store_true",
+                        help="also time the recipe on Keras's own CPU LSTM loop")  # fmt: skip
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch threads")
     parser.add_argument("--torch-worker", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=["recipe", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=["recipe", "recipe-keras-loop", "reference"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker:
@@ -280,8 +291,9 @@ def main(argv=None) -> int:
         arrays = state / "torch.npz"
         np.savez(arrays, x=x_train, y=y_train, units=config.units, layers=config.layers,
                  embedding=config.embedding_dim)  # fmt: skip
-    contenders = {"reference": Worker("reference", state), "recipe": Worker("recipe", state)}
-    tokens = {"reference": ref_tokens, "recipe": rec_tokens}
+    names = ["reference", "recipe"] + (["recipe-keras-loop"] if args.keras_loop else [])
+    contenders = {name: Worker(name, state) for name in names}
+    tokens = {name: rec_tokens if name.startswith("recipe") else ref_tokens for name in names}
 
     rows = []  # (contender, epoch, seconds, real tokens/s, test accuracy)
     torch_tokens, torch_seconds, torch_version = 0, 0.0, ""
@@ -309,10 +321,16 @@ def main(argv=None) -> int:
     say("")
     say(f"| contender | real tokens/s | test accuracy after {args.epochs} epochs | ratio |")
     say("|---|---|---|---|")
+    final = {r[0]: r[4] for r in rows}  # each contender's accuracy after its last epoch
     say(f"| keras-io reference (fixed {REFERENCE_LENGTH}, pre-padded, batch {REFERENCE_BATCH}) "
-        f"| {ref_rate:,.0f} | {rows[-2][4]:.4f} | 1.00 |")  # fmt: skip
+        f"| {ref_rate:,.0f} | {final['reference']:.4f} | 1.00 |")  # fmt: skip
     say(f"| recipe (`--preset imdb --set layers=2{overrides}`) | {rec_rate:,.0f} "
-        f"| {rows[-1][4]:.4f} | {rec_rate / ref_rate:.2f} |")  # fmt: skip
+        f"| {final['recipe']:.4f} | {rec_rate / ref_rate:.2f} |")  # fmt: skip
+    if args.keras_loop:
+        loop_rate = rate("recipe-keras-loop")
+        say(f"| recipe on Keras's CPU loop (`LSTM_RECIPES_FUSED=0`) | {loop_rate:,.0f} "
+            f"| {final['recipe-keras-loop']:.4f} | {loop_rate / ref_rate:.2f} |")  # fmt: skip
+        say(f"fused loop / Keras's loop: {rec_rate / loop_rate:.2f}x")
     if arrays:
         torch_rate = torch_tokens / torch_seconds
         say(f"| PyTorch {torch_version} (reference model and batches, "

@@ -1,8 +1,8 @@
 """Model building blocks shared by the recipes: stacked LSTM encoders and masked pooling.
 
-Every LSTM here is ``keras.layers.LSTM`` with default activations, ``recurrent_dropout=0`` and
-``unroll=False`` unless a caller asks otherwise, so it runs on cuDNN when a GPU is visible;
-inputs are right-padded and masked.
+Every LSTM here is ``fused.LSTM`` (Keras's LSTM layer, with a fused step loop on a CPU) with
+default activations, ``recurrent_dropout=0`` and ``unroll=False`` unless a caller asks otherwise,
+so it runs on cuDNN when a GPU is visible; inputs are right-padded and masked.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from lstm_recipes import cells
+from lstm_recipes import cells, fused
 
 
 class StackedLSTM(layers.Layer):
@@ -487,7 +487,7 @@ class CharEncoder(layers.Layer):
                 units, kernel_size, padding="same", activation="relu", name="char_cnn"
             )
         else:
-            self.encoder = layers.Bidirectional(layers.LSTM(units), name="char_lstm")
+            self.encoder = layers.Bidirectional(fused.LSTM(units), name="char_lstm")
 
     def build(self, input_shape):
         self.embedding.build((None, input_shape[-1]))

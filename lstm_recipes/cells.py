@@ -16,10 +16,11 @@ with ``g = h = tanh`` and primes marking the previous step. The variants change 
 ``np`` no peepholes, ``cifg`` f = 1 - i, ``fgr`` every gate also sees the previous step's
 three gates (``+ R_*i i' + R_*f f' + R_*o o'``).
 
-``lstm`` (the default) and ``np`` are ``keras.layers.LSTM`` (no peepholes), the fast kernel
-(cuDNN on a GPU); ``gru`` and ``simple_rnn`` are Keras's own layers. The other variants are
-``LSTMVariantCell`` in ``keras.layers.RNN``: a generic step loop, slower on a GPU (training
-warns: ``fastpath.check_model``), about as fast as Keras's LSTM on a CPU, where there is no fused kernel.
+``lstm`` (the default) and ``np`` are ``fused.LSTM`` (no peepholes): ``keras.layers.LSTM`` with
+its cuDNN kernel on a GPU and this package's fused step loop on a CPU (``lstm_recipes.fused``,
+1.3-1.7x Keras's own CPU loop in training). ``gru`` and ``simple_rnn`` are Keras's own layers.
+The other variants are ``LSTMVariantCell`` in ``keras.layers.RNN``: a generic step loop, slower
+on a GPU (training warns: ``fastpath.check_model``) and as fast as Keras's LSTM on a CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import typing
 
 import keras
 from keras import layers, ops
+
+from lstm_recipes import fused
 
 # The type of every recipe's ``cell`` config field (checked by ``--set cell=...``).
 Cell = typing.Literal[
@@ -84,7 +87,7 @@ def recurrent_layer(
     stateful: bool = False,
     name: str | None = None,
 ) -> layers.Layer:
-    """One recurrent layer of the named cell (``keras.layers.LSTM`` for ``lstm``/``np``).
+    """One recurrent layer of the named cell (``fused.LSTM`` for ``lstm``/``np``).
 
     Args:
         cell: a name from ``CELLS``.
@@ -100,7 +103,7 @@ def recurrent_layer(
         return_sequences=return_sequences, return_state=return_state, stateful=stateful, name=name
     )
     if cell in ("lstm", "np"):
-        return layers.LSTM(units, recurrent_dropout=recurrent_dropout, **common)
+        return fused.LSTM(units, recurrent_dropout=recurrent_dropout, **common)
     if cell == "gru":
         return layers.GRU(units, recurrent_dropout=recurrent_dropout, **common)
     if cell == "simple_rnn":

@@ -40,18 +40,29 @@ def test_cli_startup_quick(tmp_path):
 
 
 def test_imdb_throughput_quick_compares_recipe_and_reference(tmp_path):
-    out = bench("imdb_throughput.py", "--quick", tmp_path=tmp_path)
+    out = bench("imdb_throughput.py", "--quick", "--keras-loop", tmp_path=tmp_path)
     assert "generated data" in out
-    table = {
-        row.split("|")[1].strip().split(" ")[0]: row.split("|")
-        for row in out.splitlines()
-        if row.startswith("| ")
-    }
-    assert {"keras-io", "recipe"} <= set(table)
-    for name in ("keras-io", "recipe"):
-        tokens_per_second = float(table[name][2].replace(",", ""))
-        accuracy = float(table[name][3])
+    rows = [row.split("|") for row in out.splitlines() if row.startswith("| ")]
+    labels = ("keras-io reference", "recipe (", "recipe on Keras's CPU loop")
+    for label in labels:
+        found = [row for row in rows if row[1].strip().startswith(label)]
+        assert len(found) == 1, (label, out)
+        tokens_per_second = float(found[0][2].replace(",", ""))
+        accuracy = float(found[0][3])
         assert tokens_per_second > 0 and 0 <= accuracy <= 1
+    assert re.search(r"fused loop / Keras's loop: \d+\.\d\dx", out)
+
+
+def test_fused_lstm_quick_times_every_shape_on_both_loops(tmp_path):
+    out = bench("fused_lstm.py", "--quick", tmp_path=tmp_path)
+    assert "fused loop in use: True" in out
+    rows = [row.split("|") for row in out.splitlines() if re.match(r"\| [a-z]", row)]
+    assert [row[1].strip() for row in rows[1:]] == [
+        "sentiment", "char_lm", "translation encoder", "translation decoder", "frames"
+    ]  # fmt: skip
+    for row in rows[1:]:
+        assert float(row[3].split()[0]) > 0 and float(row[4].split()[0]) > 0
+        assert re.fullmatch(r"\d+\.\d\dx", row[5].strip())
 
 
 @pytest.mark.slow

@@ -1,0 +1,274 @@
+"""A faster LSTM for machines without a GPU: ``LSTM``, a drop-in ``keras.layers.LSTM``.
+
+On a GPU Keras runs an LSTM as one cuDNN kernel. On a CPU it steps a generic cell through a
+``while_loop``, and TensorFlow differentiates that loop op by op; ``benchmarks/RESULTS.md``
+("Where the time goes") measured three quarters of a CPU's time going to dispatching those small
+per-step ops rather than computing them. ``LSTM`` here keeps Keras's layer (weights, config,
+cuDNN path on a GPU) and replaces only the CPU step loop with a leaner one:
+
+- the input projection ``x @ W + b`` of every step is one matrix product before the loop;
+- a step is one matrix product and six element-wise ops (the cell input ``tanh(z)`` is computed
+  as ``2 * sigmoid(2z) - 1``, so one sigmoid covers all four gates);
+- masks cost nothing inside the loop: each sequence's unmasked steps are gathered to the front
+  before it and the outputs put back after it, which gives Keras's masking semantics for any
+  mask, right padding or not;
+- the gradient is written by hand (``tf.custom_gradient``): the backward loop carries only
+  ``dh`` and ``dc``, and the weight gradients are three large matrix products after it.
+
+The result equals Keras's own CPU loop (outputs, states and gradients, within float32
+round-off: ``tests/test_fused.py``). The serving graph a SavedModel export traces from it uses
+stock TensorFlow ops only, so serving does not need this package.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["LSTM", "lstm_sequence", "masked_lstm", "use_fused"]
+
+
+def _gate_scale(units: int, dtype: tf.DType) -> tf.Tensor:
+    # Keras's gate order is i, f, g (cell input), o; doubling g's pre-activation lets one sigmoid
+    # serve all four gates, with tanh(z) = 2 * sigmoid(2z) - 1.
+    scale = np.ones(4 * units, dtype=np.float32)
+    scale[2 * units : 3 * units] = 2.0
+    return tf.constant(scale, dtype=dtype)
+
+
+def lstm_sequence(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Every step's ``h`` and ``c`` of a Keras-layout LSTM over time-major inputs, with a
+    hand-written gradient.
+
+    Args:
+        x: inputs ``[time, batch, features]``.
+        h0: initial output ``[batch, units]``.
+        c0: initial cell state ``[batch, units]``.
+        kernel: ``[features, 4 * units]``, gates in Keras's order i, f, g, o.
+        recurrent_kernel: ``[units, 4 * units]``.
+        bias: ``[4 * units]``.
+
+    Returns:
+        ``(H, C)``, each ``[time, batch, units]``.
+    """
+    units = int(recurrent_kernel.shape[0])
+
+    # Per-step tensors are read as x[t] of a time-major tensor and written whole to
+    # TensorArrays: along the outermost axis TensorFlow shares buffers instead of copying.
+    @tf.custom_gradient
+    def run(x, h0, c0, kernel, recurrent_kernel, bias):
+        dtype = x.dtype
+        steps, batch, features = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        scale = _gate_scale(units, dtype)
+        x_flat = tf.reshape(x, [-1, features])
+        zx = tf.reshape(tf.matmul(x_flat, kernel * scale) + bias * scale, [steps, batch, -1])
+        u_scaled = recurrent_kernel * scale
+
+        def step(t, h, c, a_all, c_all):
+            a = tf.sigmoid(zx[t] + tf.matmul(h, u_scaled))
+            i, f, g2, o = tf.split(a, 4, axis=1)
+            c = f * c + i * (2.0 * g2 - 1.0)
+            h = o * tf.tanh(c)
+            return t + 1, h, c, a_all.write(t, a), c_all.write(t, c)
+
+        arrays = [
+            tf.TensorArray(dtype, size=steps, element_shape=[None, n * units]) for n in (4, 1)
+        ]
+        _, _, _, *arrays = tf.while_loop(
+            lambda t, *_: t < steps, step, (tf.constant(0), h0, c0, *arrays)
+        )
+        a_all, c_all = (a.stack() for a in arrays)
+        tanh_c = tf.tanh(c_all)
+        # every step's h again, for all steps at once: cheaper than one more write per step
+        h_all = a_all[..., 3 * units :] * tanh_c
+
+        def grad(d_h, d_c):
+            d_h = tf.zeros_like(h_all) if d_h is None else d_h
+            d_c = tf.zeros_like(c_all) if d_c is None else d_c
+            i, f, g2, o = tf.split(a_all, 4, axis=2)
+            g = 2.0 * g2 - 1.0
+            c_prev = tf.concat([c0[tf.newaxis], c_all[:-1]], axis=0)
+            # dz = [dc, dc, dc, dh] * factors: all that is not carried from step to step is
+            # computed for every step at once, before the loop.
+            factors = tf.concat(
+                [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)],
+                axis=2,
+            )
+            through_h = o * (1 - tanh_c * tanh_c)
+
+            def back(t, dh, dc, dzs):
+                dh = d_h[t] + dh
+                dc = d_c[t] + dc + dh * through_h[t]
+                dz = tf.concat([dc, dc, dc, dh], axis=1) * factors[t]
+                return (
+                    t - 1,
+                    tf.matmul(dz, recurrent_kernel, transpose_b=True),
+                    dc * f[t],
+                    dzs.write(t, dz),
+                )
+
+            dzs = tf.TensorArray(dtype, size=steps, element_shape=[None, 4 * units])
+            _, dh0, dc0, dzs = tf.while_loop(
+                lambda t, *_: t >= 0, back, (steps - 1, tf.zeros_like(h0), tf.zeros_like(c0), dzs)
+            )
+            dz = tf.reshape(dzs.stack(), [-1, 4 * units])
+            h_prev = tf.reshape(tf.concat([h0[tf.newaxis], h_all[:-1]], axis=0), [-1, units])
+            return (
+                tf.reshape(tf.matmul(dz, kernel, transpose_b=True), [steps, batch, features]),
+                dh0,
+                dc0,
+                tf.matmul(x_flat, dz, transpose_a=True),
+                tf.matmul(h_prev, dz, transpose_a=True),
+                tf.reduce_sum(dz, axis=0),
+            )
+
+        return (h_all, c_all), grad
+
+    return run(x, h0, c0, kernel, recurrent_kernel, bias)
+
+
+def masked_lstm(
+    inputs: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    mask: tf.Tensor | None,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    return_sequences: bool = False,
+    go_backwards: bool = False,
+    zero_output_for_mask: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+    """Keras's ``backend.lstm`` contract on the fused loop: ``(last_output, outputs, [h, c])``.
+
+    A masked step keeps the state; its output is the previous step's output, or zeros with
+    ``zero_output_for_mask`` (what ``Bidirectional`` asks for), as in Keras's generic loop.
+
+    Args:
+        inputs: ``[batch, time, features]``.
+        h0: initial output ``[batch, units]``.
+        c0: initial cell state ``[batch, units]``.
+        mask: ``[batch, time]`` booleans, True where a step is real, or None.
+        kernel: ``[features, 4 * units]``.
+        recurrent_kernel: ``[units, 4 * units]``.
+        bias: ``[4 * units]``.
+        return_sequences: return every step's output, else only the last (as ``[batch, 1,
+            units]``, as Keras's backends do).
+        go_backwards: process the steps in reverse; outputs come in processing order.
+        zero_output_for_mask: zeros, not the previous output, at masked steps.
+    """
+    x = inputs
+    if go_backwards:
+        x = tf.reverse(x, axis=[1])
+        mask = None if mask is None else tf.reverse(mask, axis=[1])
+    if mask is None:
+        h_all, c_all = lstm_sequence(
+            tf.transpose(x, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias
+        )
+        h, c = h_all[-1], c_all[-1]
+        outputs = tf.transpose(h_all, [1, 0, 2]) if return_sequences else h[:, tf.newaxis]
+        return h, outputs, [h, c]
+
+    mask = tf.cast(mask, tf.bool)
+    steps = tf.shape(x)[1]
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    position = tf.range(steps)[tf.newaxis]
+    # The recipes' batches are right-padded: their real steps are already in front. Other masks
+    # get them gathered to the front (a stable sort on "masked, then position") and the outputs
+    # put back after the loop; the check costs one comparison, the gathers only when needed.
+    right_padded = tf.reduce_all(tf.equal(mask, position < lengths[:, tf.newaxis]))
+
+    def real_steps_first():
+        order = tf.argsort(tf.where(mask, position, position + steps), axis=1, stable=True)
+        return tf.gather(x, order, axis=1, batch_dims=1)
+
+    packed = tf.cond(right_padded, lambda: tf.identity(x), real_steps_first)
+    h_all, c_all = lstm_sequence(
+        tf.transpose(packed, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias
+    )
+    last = tf.stack([tf.maximum(lengths - 1, 0), tf.range(tf.shape(x)[0])], axis=1)
+    empty = (lengths == 0)[:, tf.newaxis]
+    h = tf.where(empty, h0, tf.gather_nd(h_all, last))
+    c = tf.where(empty, c0, tf.gather_nd(c_all, last))
+    # Step t's output is that of the last real step at or before t (zeros before the first).
+    seen = tf.cumsum(tf.cast(mask, tf.int32), axis=1)
+    if not return_sequences:
+        keep = mask[:, -1:] if zero_output_for_mask else seen[:, -1:] > 0
+        last = h * tf.cast(keep, h.dtype)
+        return last, last[:, tf.newaxis], [h, c]
+    outputs = tf.transpose(h_all, [1, 0, 2])
+
+    def put_back():
+        return tf.gather(outputs, tf.maximum(seen - 1, 0), axis=1, batch_dims=1)
+
+    if zero_output_for_mask:  # right-padded outputs are then already in place
+        outputs = tf.cond(right_padded, lambda: tf.identity(outputs), put_back)
+    else:
+        outputs = put_back()
+    keep = mask if zero_output_for_mask else seen > 0
+    outputs = outputs * tf.cast(keep, outputs.dtype)[..., tf.newaxis]
+    return h, outputs, [h, c]
+
+
+def use_fused() -> bool:
+    """True where the fused CPU loop applies: no GPU visible (there Keras uses cuDNN), and the
+    environment does not set ``LSTM_RECIPES_FUSED=0`` (Keras's own loop, for comparisons)."""
+    if os.environ.get("LSTM_RECIPES_FUSED", "1").strip() == "0":
+        return False
+    return not tf.config.list_logical_devices("GPU")
+
+
+@keras.saving.register_keras_serializable(package="lstm_recipes")
+class LSTM(keras.layers.LSTM):
+    """``keras.layers.LSTM`` with the fused CPU loop of this module where no GPU is visible.
+
+    Same arguments, weights and config as Keras's layer. Off the fused path (a GPU, a
+    non-default activation, ``recurrent_dropout``, ``unroll``, ``use_bias=False``,
+    ``use_cudnn=False``) it is Keras's layer unchanged.
+    """
+
+    def _fused_ok(self) -> bool:
+        cell = self.cell
+        return (
+            self.use_cudnn != False  # noqa: E712 - "auto" or True
+            and not self.recurrent_dropout
+            and not self.unroll
+            and cell.use_bias
+            and cell.activation is keras.activations.tanh
+            and cell.recurrent_activation is keras.activations.sigmoid
+            and use_fused()
+        )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if not self._fused_ok():
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        if training and self.dropout:
+            keep = self.cell.get_dropout_mask(sequences[:, 0, :])
+            sequences = sequences * keep[:, tf.newaxis, :]
+        dtype = sequences.dtype
+        weights = [
+            tf.cast(tf.convert_to_tensor(w), dtype)
+            for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)
+        ]
+        return masked_lstm(
+            sequences,
+            tf.cast(initial_state[0], dtype),
+            tf.cast(initial_state[1], dtype),
+            mask,
+            *weights,
+            return_sequences=self.return_sequences,
+            go_backwards=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
+        )

@@ -1,0 +1,131 @@
+"""The fused CPU LSTM loop (``lstm_recipes.fused``) against Keras's own CPU loop."""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lstm_recipes import fastpath, fused
+
+B, T, D, U = 5, 9, 7, 6
+MASKS = {
+    "none": None,
+    # right padding, a one-step and an empty sequence among them
+    "right": np.array([[1] * n + [0] * (T - n) for n in (9, 4, 1, 0, 6)], bool),
+    # holes anywhere (Keras's loop holds the state over them)
+    "holes": np.random.default_rng(1).random((B, T)) > 0.4,
+}
+
+
+def _outputs_and_gradients(layer, x, mask, h0, c0, weights):
+    with tf.GradientTape() as tape:
+        tape.watch([x, h0, c0])
+        out, h, c = layer(x, mask=mask, initial_state=[h0, c0])
+        out3 = out if layer.return_sequences else out[:, None]
+        loss = tf.reduce_sum(out3 * weights) + tf.reduce_sum(0.3 * h) + tf.reduce_sum(0.7 * c)
+    return [out, h, c] + tape.gradient(loss, [x, h0, c0] + layer.trainable_weights)
+
+
+@pytest.mark.parametrize(
+    "mask_name, go_backwards, return_sequences, zero_output",
+    list(itertools.product(MASKS, (False, True), (False, True), (False, True))),
+)
+def test_fused_loop_equals_keras_loop(mask_name, go_backwards, return_sequences, zero_output):
+    rng = np.random.default_rng(0)
+    kwargs = dict(
+        return_sequences=return_sequences,
+        return_state=True,
+        go_backwards=go_backwards,
+        zero_output_for_mask=zero_output,
+    )
+    reference, candidate = keras.layers.LSTM(U, **kwargs), fused.LSTM(U, **kwargs)
+    for layer in (reference, candidate):
+        layer.build((B, T, D))
+    weights = [rng.normal(size=w.shape).astype("float32") * 0.5 for w in reference.get_weights()]
+    reference.set_weights(weights)
+    candidate.set_weights(weights)
+    x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
+    h0, c0 = (tf.constant(rng.normal(size=(B, U)).astype("float32")) for _ in range(2))
+    mask = None if MASKS[mask_name] is None else tf.constant(MASKS[mask_name])
+    out_weights = tf.constant(rng.normal(size=(B, T if return_sequences else 1, U)), tf.float32)
+
+    expected = _outputs_and_gradients(reference, x, mask, h0, c0, out_weights)
+    found = _outputs_and_gradients(candidate, x, mask, h0, c0, out_weights)
+    names = ["outputs", "h", "c", "d_inputs", "d_h0", "d_c0", "d_kernel", "d_recurrent", "d_bias"]
+    for name, a, b in zip(names, expected, found):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5, rtol=1e-5, err_msg=name)
+
+
+def test_fused_layer_trains_like_keras_in_a_bidirectional_model():
+    """Same weights, same data, a few Adam steps in compiled graphs: the same model after."""
+
+    def model(layer_class):
+        tokens = keras.Input((None,), dtype="int32")
+        x = keras.layers.Embedding(50, 8, mask_zero=True)(tokens)
+        x = keras.layers.Bidirectional(layer_class(6, return_sequences=True, dropout=0.0))(x)
+        x = keras.layers.Bidirectional(layer_class(5))(x)
+        m = keras.Model(tokens, keras.layers.Dense(2, activation="softmax")(x))
+        m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+        return m
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 50, size=(16, 12))
+    for row, n in enumerate(rng.integers(1, 13, size=16)):
+        ids[row, n:] = 0  # right padding, as the recipes batch
+    labels = rng.integers(0, 2, size=16)
+    keras.utils.set_random_seed(0)
+    reference = model(keras.layers.LSTM)
+    candidate = model(fused.LSTM)
+    candidate.set_weights(reference.get_weights())
+    for m in (reference, candidate):
+        m.fit(ids, labels, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    for a, b in zip(reference.get_weights(), candidate.get_weights()):
+        np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+def test_fused_layer_runs_the_fused_loop_and_can_be_switched_off(monkeypatch):
+    layer = fused.LSTM(4)
+    layer.build((2, 3, 5))
+    assert layer._fused_ok()
+    assert not fused.LSTM(4, recurrent_dropout=0.1)._fused_ok()
+    assert not fused.LSTM(4, activation="relu")._fused_ok()
+    monkeypatch.setenv("LSTM_RECIPES_FUSED", "0")
+    assert not layer._fused_ok()
+
+    # the traced graph differs: only the fused loop has a hand-written gradient
+    def op_types(ok):
+        monkeypatch.setenv("LSTM_RECIPES_FUSED", "1" if ok else "0")
+        fn = tf.function(lambda x: layer(x)).get_concrete_function(tf.TensorSpec([2, 3, 5]))
+        return {op.type for op in fn.graph.get_operations()}
+
+    assert "IdentityN" in op_types(True)  # tf.custom_gradient's marker
+    assert "IdentityN" not in op_types(False)
+
+
+def test_fused_layer_serializes_and_counts_as_an_lstm_for_the_fast_path_guard():
+    layer = fused.LSTM(3, return_sequences=True, name="enc")
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert type(clone) is fused.LSTM and clone.units == 3 and clone.return_sequences
+    model = keras.Sequential([keras.Input((4, 2)), keras.layers.Bidirectional(layer)])
+    assert fastpath.slow_layers(model) == []
+    slow = keras.Sequential([keras.Input((4, 2)), fused.LSTM(3, recurrent_dropout=0.2)])
+    assert [reason for _, reason in fastpath.slow_layers(slow)] == [
+        "recurrent_dropout=0.2 (cuDNN needs 0)"
+    ]
+
+
+def test_fused_layer_drops_the_same_input_features_at_every_step():
+    """Input dropout as Keras's LSTM applies it: one mask per sequence, not one per step."""
+    layer = fused.LSTM(4, dropout=0.5, return_sequences=True, seed=3)
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, 6, 8)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = layer(x, training=True)
+    dropped = tape.gradient(out, x).numpy() == 0  # a dropped feature gets no gradient
+    assert dropped.any() and not dropped.all()
+    assert (dropped == dropped[:, :1]).all()  # the same features at every step
+    np.testing.assert_allclose(layer(x, training=False), layer(x, training=False))
