@@ -1,23 +1,26 @@
 """A faster LSTM for machines without a GPU: ``LSTM``, a drop-in ``keras.layers.LSTM``.
 
 On a GPU Keras runs an LSTM as one cuDNN kernel. On a CPU it steps a generic cell through a
-``while_loop``, and TensorFlow differentiates that loop op by op; ``benchmarks/RESULTS.md``
-("Where the time goes") measured three quarters of a CPU's time going to dispatching those small
-per-step ops rather than computing them. ``LSTM`` here keeps Keras's layer (weights, config,
-cuDNN path on a GPU) and replaces only the CPU step loop with a leaner one:
+``while_loop`` of 20-40 small ops per time step (masking included), and TensorFlow
+differentiates that loop op by op, stacking every intermediate for the backward pass. ``LSTM``
+here keeps Keras's layer (weights, config, cuDNN path on a GPU) and replaces only the CPU step
+loop with a leaner one:
 
 - the input projection ``x @ W + b`` of every step is one matrix product before the loop;
 - a step is one matrix product and six element-wise ops (the cell input ``tanh(z)`` is computed
-  as ``2 * sigmoid(2z) - 1``, so one sigmoid covers all four gates);
-- masks cost nothing inside the loop: each sequence's unmasked steps are gathered to the front
-  before it and the outputs put back after it, which gives Keras's masking semantics for any
-  mask, right padding or not;
+  as ``2 * sigmoid(2z) - 1``, so one sigmoid covers all four gates), reading and writing whole
+  slices along the outermost (time) axis, where TensorFlow shares buffers instead of copying;
+- masks cost nothing inside the loop: right-padded batches (the recipes') need nothing, and any
+  other mask gets each sequence's real steps gathered to the front before the loop and the
+  outputs put back after it, which gives Keras's masking semantics;
 - the gradient is written by hand (``tf.custom_gradient``): the backward loop carries only
-  ``dh`` and ``dc``, and the weight gradients are three large matrix products after it.
+  ``dh`` and ``dc``, everything else is computed for all steps at once, and the weight gradients
+  are three large matrix products after the loop.
 
 The result equals Keras's own CPU loop (outputs, states and gradients, within float32
-round-off: ``tests/test_fused.py``). The serving graph a SavedModel export traces from it uses
-stock TensorFlow ops only, so serving does not need this package.
+round-off: ``tests/test_fused.py``); ``benchmarks/fused_lstm.py`` times both. The serving graph
+a SavedModel export traces from it uses stock TensorFlow ops only, so serving does not need this
+package. ``LSTM_RECIPES_FUSED=0`` in the environment switches back to Keras's loop.
 """
 
 from __future__ import annotations
@@ -234,13 +237,13 @@ class LSTM(keras.layers.LSTM):
 
     Same arguments, weights and config as Keras's layer. Off the fused path (a GPU, a
     non-default activation, ``recurrent_dropout``, ``unroll``, ``use_bias=False``,
-    ``use_cudnn=False``) it is Keras's layer unchanged.
+    ``use_cudnn`` other than ``"auto"``) it is Keras's layer unchanged.
     """
 
     def _fused_ok(self) -> bool:
         cell = self.cell
         return (
-            self.use_cudnn != False  # noqa: E712 - "auto" or True
+            self.use_cudnn == "auto"  # True asks for cuDNN or an error, as in Keras
             and not self.recurrent_dropout
             and not self.unroll
             and cell.use_bias

@@ -93,6 +93,7 @@ def test_fused_layer_runs_the_fused_loop_and_can_be_switched_off(monkeypatch):
     assert layer._fused_ok()
     assert not fused.LSTM(4, recurrent_dropout=0.1)._fused_ok()
     assert not fused.LSTM(4, activation="relu")._fused_ok()
+    assert not fused.LSTM(4, use_cudnn=False)._fused_ok()
     monkeypatch.setenv("LSTM_RECIPES_FUSED", "0")
     assert not layer._fused_ok()
 
