@@ -76,6 +76,8 @@ class StackedLSTM(layers.Layer):
                 recurrent_dropout=recurrent_dropout,
                 stateful=stateful,
                 name=f"lstm_{i}",
+                # a BiLSTM's two directions already keep two cores busy
+                parallel_loops=1 if bidirectional else 2,
             )
             if bidirectional:
                 rnn = layers.Bidirectional(rnn, name=f"bilstm_{i}")

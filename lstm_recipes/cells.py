@@ -86,6 +86,7 @@ def recurrent_layer(
     recurrent_dropout: float = 0.0,
     stateful: bool = False,
     name: str | None = None,
+    parallel_loops: int = 1,
 ) -> layers.Layer:
     """One recurrent layer of the named cell (``fused.LSTM`` for ``lstm``/``np``).
 
@@ -97,13 +98,17 @@ def recurrent_layer(
         recurrent_dropout: dropout on the recurrent input (Keras's layers only; off the fast path).
         stateful: carry the final state over to the next batch.
         name: layer name.
+        parallel_loops: for ``lstm``/``np`` on a CPU, train the batch as this many slices side
+            by side (``fused.LSTM``); 2 suits a unidirectional layer on a multi-core machine.
     """
     cell = check_cell(cell)
     common = dict(
         return_sequences=return_sequences, return_state=return_state, stateful=stateful, name=name
     )
     if cell in ("lstm", "np"):
-        return fused.LSTM(units, recurrent_dropout=recurrent_dropout, **common)
+        return fused.LSTM(
+            units, recurrent_dropout=recurrent_dropout, parallel_loops=parallel_loops, **common
+        )
     if cell == "gru":
         return layers.GRU(units, recurrent_dropout=recurrent_dropout, **common)
     if cell == "simple_rnn":

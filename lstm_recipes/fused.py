@@ -140,6 +140,23 @@ def lstm_sequence(
     return run(x, h0, c0, kernel, recurrent_kernel, bias)
 
 
+def _split_sequence(x, h0, c0, kernel, recurrent_kernel, bias, loops: int):
+    # Independent slices of the batch as separate loops: TensorFlow runs them side by side, so a
+    # unidirectional layer keeps more than one core busy (a BiLSTM's two directions already do).
+    if loops <= 1:
+        return lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias)
+    batch = tf.shape(h0)[0]
+    part = batch // loops
+    sizes = tf.stack([part] * (loops - 1) + [batch - part * (loops - 1)])
+    parts = zip(
+        tf.split(x, sizes, axis=1, num=loops),
+        tf.split(h0, sizes, axis=0, num=loops),
+        tf.split(c0, sizes, axis=0, num=loops),
+    )
+    results = [lstm_sequence(*p, kernel, recurrent_kernel, bias) for p in parts]
+    return tuple(tf.concat([r[k] for r in results], axis=1) for k in (0, 1))
+
+
 def masked_lstm(
     inputs: tf.Tensor,
     h0: tf.Tensor,
@@ -151,6 +168,7 @@ def masked_lstm(
     return_sequences: bool = False,
     go_backwards: bool = False,
     zero_output_for_mask: bool = False,
+    loops: int = 1,
 ) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
     """Keras's ``backend.lstm`` contract on the fused loop: ``(last_output, outputs, [h, c])``.
 
@@ -169,14 +187,15 @@ def masked_lstm(
             units]``, as Keras's backends do).
         go_backwards: process the steps in reverse; outputs come in processing order.
         zero_output_for_mask: zeros, not the previous output, at masked steps.
+        loops: run the batch as this many slices side by side (for more than one core).
     """
     x = inputs
     if go_backwards:
         x = tf.reverse(x, axis=[1])
         mask = None if mask is None else tf.reverse(mask, axis=[1])
     if mask is None:
-        h_all, c_all = lstm_sequence(
-            tf.transpose(x, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias
+        h_all, c_all = _split_sequence(
+            tf.transpose(x, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias, loops
         )
         h, c = h_all[-1], c_all[-1]
         outputs = tf.transpose(h_all, [1, 0, 2]) if return_sequences else h[:, tf.newaxis]
@@ -196,8 +215,8 @@ def masked_lstm(
         return tf.gather(x, order, axis=1, batch_dims=1)
 
     packed = tf.cond(right_padded, lambda: tf.identity(x), real_steps_first)
-    h_all, c_all = lstm_sequence(
-        tf.transpose(packed, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias
+    h_all, c_all = _split_sequence(
+        tf.transpose(packed, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias, loops
     )
     last = tf.stack([tf.maximum(lengths - 1, 0), tf.range(tf.shape(x)[0])], axis=1)
     empty = (lengths == 0)[:, tf.newaxis]
@@ -235,10 +254,20 @@ def use_fused() -> bool:
 class LSTM(keras.layers.LSTM):
     """``keras.layers.LSTM`` with the fused CPU loop of this module where no GPU is visible.
 
-    Same arguments, weights and config as Keras's layer. Off the fused path (a GPU, a
+    Same arguments, weights and config as Keras's layer, plus ``parallel_loops``: in training,
+    run the batch as that many slices side by side, so that a unidirectional layer keeps that
+    many cores busy (the recipes pass 2 for unidirectional stacks; 1 for ``Bidirectional``, whose
+    two directions already run side by side). Off the fused path (a GPU, a
     non-default activation, ``recurrent_dropout``, ``unroll``, ``use_bias=False``,
     ``use_cudnn`` other than ``"auto"``) it is Keras's layer unchanged.
     """
+
+    def __init__(self, units, parallel_loops: int = 1, **kwargs):
+        super().__init__(units, **kwargs)
+        self.parallel_loops = int(parallel_loops)
+
+    def get_config(self):
+        return {**super().get_config(), "parallel_loops": self.parallel_loops}
 
     def _fused_ok(self) -> bool:
         cell = self.cell
@@ -274,4 +303,5 @@ class LSTM(keras.layers.LSTM):
             return_sequences=self.return_sequences,
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
+            loops=self.parallel_loops if training else 1,
         )

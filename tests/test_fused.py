@@ -24,17 +24,21 @@ MASKS = {
 def _outputs_and_gradients(layer, x, mask, h0, c0, weights):
     with tf.GradientTape() as tape:
         tape.watch([x, h0, c0])
-        out, h, c = layer(x, mask=mask, initial_state=[h0, c0])
+        out, h, c = layer(x, mask=mask, initial_state=[h0, c0], training=True)
         out3 = out if layer.return_sequences else out[:, None]
         loss = tf.reduce_sum(out3 * weights) + tf.reduce_sum(0.3 * h) + tf.reduce_sum(0.7 * c)
     return [out, h, c] + tape.gradient(loss, [x, h0, c0] + layer.trainable_weights)
 
 
 @pytest.mark.parametrize(
-    "mask_name, go_backwards, return_sequences, zero_output",
-    list(itertools.product(MASKS, (False, True), (False, True), (False, True))),
+    "mask_name, go_backwards, return_sequences, zero_output, loops",
+    [(*case, 1) for case in itertools.product(MASKS, (False, True), (False, True), (False, True))]
+    # the batch of 5 as slices of 2 and 3, and of 1, 1 and 3, each its own loop
+    + [("right", False, True, True, 2), ("holes", True, False, False, 3)],
 )
-def test_fused_loop_equals_keras_loop(mask_name, go_backwards, return_sequences, zero_output):
+def test_fused_loop_equals_keras_loop(
+    mask_name, go_backwards, return_sequences, zero_output, loops
+):
     rng = np.random.default_rng(0)
     kwargs = dict(
         return_sequences=return_sequences,
@@ -42,7 +46,8 @@ def test_fused_loop_equals_keras_loop(mask_name, go_backwards, return_sequences,
         go_backwards=go_backwards,
         zero_output_for_mask=zero_output,
     )
-    reference, candidate = keras.layers.LSTM(U, **kwargs), fused.LSTM(U, **kwargs)
+    reference = keras.layers.LSTM(U, **kwargs)
+    candidate = fused.LSTM(U, parallel_loops=loops, **kwargs)
     for layer in (reference, candidate):
         layer.build((B, T, D))
     weights = [rng.normal(size=w.shape).astype("float32") * 0.5 for w in reference.get_weights()]
@@ -111,6 +116,7 @@ def test_fused_layer_serializes_and_counts_as_an_lstm_for_the_fast_path_guard():
     layer = fused.LSTM(3, return_sequences=True, name="enc")
     clone = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(clone) is fused.LSTM and clone.units == 3 and clone.return_sequences
+    assert fused.LSTM(3, parallel_loops=2).get_config()["parallel_loops"] == 2
     model = keras.Sequential([keras.Input((4, 2)), keras.layers.Bidirectional(layer)])
     assert fastpath.slow_layers(model) == []
     slow = keras.Sequential([keras.Input((4, 2)), fused.LSTM(3, recurrent_dropout=0.2)])
