@@ -74,7 +74,7 @@ def lstm_sequence(
         steps, batch, features = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
         scale = _gate_scale(units, dtype)
         x_flat = tf.reshape(x, [-1, features])
-        zx = tf.reshape(tf.matmul(x_flat, kernel * scale) + bias * scale, [steps, batch, -1])
+        zx = tf.reshape(tf.matmul(x_flat, kernel * scale) + bias * scale, [steps, batch, 4 * units])
         u_scaled = recurrent_kernel * scale
 
         def step(t, h, c, a_all, c_all):
