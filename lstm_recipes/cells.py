@@ -18,8 +18,8 @@ three gates (``+ R_*i i' + R_*f f' + R_*o o'``).
 
 ``lstm`` (the default) and ``np`` are ``fused.LSTM`` (no peepholes): ``keras.layers.LSTM`` with
 its cuDNN kernel on a GPU and this package's fused step loop on a CPU (``lstm_recipes.fused``:
-a training step 1.1-1.4x Keras's own CPU loop, the IMDB recipe 1.56x; benchmarks/RESULTS.md). ``gru`` and ``simple_rnn`` are Keras's own layers.
-The other variants are ``LSTMVariantCell`` in ``keras.layers.RNN``: a generic step loop, slower
+a training step 1.1-1.4x Keras's own CPU loop, the IMDB recipe 1.56x; benchmarks/RESULTS.md).
+``gru`` and ``simple_rnn`` are Keras's own layers. The other variants are ``LSTMVariantCell`` in ``keras.layers.RNN``: a generic step loop, slower
 on a GPU (training warns: ``fastpath.check_model``) and as fast as Keras's LSTM on a CPU.
 """
 

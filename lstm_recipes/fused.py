@@ -31,6 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lstm_recipes import fastpath
+
 __all__ = ["LSTM", "lstm_sequence", "masked_lstm", "use_fused"]
 
 
@@ -270,16 +272,9 @@ class LSTM(keras.layers.LSTM):
         return {**super().get_config(), "parallel_loops": self.parallel_loops}
 
     def _fused_ok(self) -> bool:
-        cell = self.cell
-        return (
-            self.use_cudnn == "auto"  # True asks for cuDNN or an error, as in Keras
-            and not self.recurrent_dropout
-            and not self.unroll
-            and cell.use_bias
-            and cell.activation is keras.activations.tanh
-            and cell.recurrent_activation is keras.activations.sigmoid
-            and use_fused()
-        )
+        # The fused loop has cuDNN's conditions (fastpath.cudnn_blockers), and takes only
+        # use_cudnn="auto": True asks for cuDNN or Keras's error without a GPU.
+        return self.use_cudnn == "auto" and not fastpath.cudnn_blockers(self) and use_fused()
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
