@@ -166,10 +166,14 @@ def resolve_config(module: types.ModuleType, preset: str, overrides: typing.Sequ
         key = key.strip()
         if not sep:
             raise UserError(f"expected --set KEY=VALUE, got {item!r}")
+        if key not in names and RENAMED.get(key) in names:
+            raise UserError(
+                f"config key {key!r} is now called {RENAMED[key]!r}: --set {RENAMED[key]}=..."
+            )
         if key not in names:
             raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(names)}")
         changes[key] = parse_value(raw.strip(), hints[key], key)
-        minimum = _MINIMUM.get(key)
+        minimum = minimum_of(key, hints[key])
         if minimum is not None and not changes[key] >= minimum:
             raise UserError(f"--set {key}: expected at least {minimum}, got {raw.strip()!r}")
         if key == "learning_rate" and not changes[key] > 0:
@@ -177,18 +181,48 @@ def resolve_config(module: types.ModuleType, preset: str, overrides: typing.Sequ
     return dataclasses.replace(config, **changes)
 
 
-# Sizes that make no model, or a model that trains nothing, below these values.
-_MINIMUM = {
-    "epochs": 1,
-    "batch_size": 1,
-    "units": 1,
-    "layers": 1,
-    "embedding_dim": 1,
-    "max_length": 1,
-    "seq_length": 1,
-    "vocab_size": 3,
-    "patience": 0,
+# Config names of earlier releases and the one name each now has in every recipe.
+RENAMED = {
+    "validation_fraction": "validation_size",
+    "validation_percent": "validation_size",
+    "test_fraction": "test_size",
+    "max_sentences": "max_examples",
+    "max_pairs": "max_examples",
+    "max_images": "max_examples",
+    "max_chars": "max_examples",
+    "encoder_layers": "layers",
+    "decoder_layers": "layers",
 }
+
+# Integer fields that may be 0 ("off", "all" or "none"); every other integer field is a size
+# that makes no model, or a model that trains nothing, below 1.
+_ZERO_ALLOWED = {
+    "max_examples",
+    "patience",
+    "seed",
+    "fine_tune",
+    "top_k",
+    "attention_plots",
+    "eval_length",
+    "sample_chars",
+}
+_MINIMUM = {"vocab_size": 3, "source_vocab": 3, "target_vocab": 3}
+
+
+def minimum_of(key: str, annotation) -> float | None:
+    """The smallest value ``--set key=...`` accepts: every integer field has one.
+
+    Args:
+        key: a config field name.
+        annotation: its type.
+    """
+    if key in _MINIMUM:
+        return _MINIMUM[key]
+    if annotation is not int:
+        return None
+    if key in _ZERO_ALLOWED:
+        return 0
+    return 1
 
 
 def config_from_dict(module: types.ModuleType, values: dict):
@@ -196,6 +230,11 @@ def config_from_dict(module: types.ModuleType, values: dict):
     known = {f.name for f in dataclasses.fields(module.Config)}
     kwargs = {}
     for key, value in values.items():
+        if key not in known and RENAMED.get(key) in known:
+            raise UserError(
+                f"config.json has key {key!r}, which is now called {RENAMED[key]!r}; rename it "
+                "there to reopen this run"
+            )
         if key not in known:
             raise UserError(f"config.json has key {key!r} that recipe Config does not define")
         if isinstance(value, list):

@@ -2,8 +2,9 @@
 
 Embedding -> stacked unidirectional LSTM (the fast kernel) -> softmax over the characters at
 every step, trained with truncated backpropagation over windows of the text (optionally
-stateful across windows) and gradient clipping. Validation is the last ``validation_percent``
-of the text; it is also the test split unless --test-data is given.
+stateful across windows) and gradient clipping. The text is cut in order: training first, then
+validation (``validation_size``, which picks the checkpoint), then test (``test_size``, unless
+--test-data is given), so the test loss is measured on text that chose nothing.
 
 Run it on the built-in sample (four Shakespeare plays, 535,345 characters):
 
@@ -34,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from lstm_recipes import blocks, cells, decoding, distribute, training
-from lstm_recipes.data import Splits, files
+from lstm_recipes.data import Splits, files, share
 from lstm_recipes.data.chars import CharCodec
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -61,8 +62,11 @@ PREDICT_EXAMPLE = '--prompt "ROMEO:" --chars 300'
 class Config:
     unit: Literal["chars", "bytes"] = "chars"  # model characters, or UTF-8 bytes
     text_column: str = "text"  # TFDS feature holding the text
-    max_chars: int = 0  # use only the first N characters of the data (0: all)
-    validation_percent: float = 10.0  # the last N% of the text is held out
+    max_examples: int = 0  # use only the first N characters of the data (0: all)
+    validation_size: float = (
+        0.05  # text after training, for validation: a share (< 1) or characters
+    )
+    test_size: float = 0.05  # the last text, for test when no --test-data: a share or characters
     seq_length: int = 50  # window length for truncated backpropagation
     eval_length: int = 200  # window length for validation and test loss (0: seq_length)
     stateful: bool = False  # carry LSTM state across consecutive windows
@@ -87,7 +91,7 @@ class Config:
 
 PRESETS = {
     "tiny": Config(
-        max_chars=20000,
+        max_examples=20000,
         seq_length=32,
         eval_length=0,
         embedding_dim=8,
@@ -131,20 +135,27 @@ def _read_text(config: Config, spec: str) -> str:
 
 
 def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
-    """The text cut into train (first part) and validation (last ``validation_percent``)."""
+    """The text cut in order into train, validation and (without --test-data) test."""
     text = _read_text(config, data)
-    if config.max_chars:
-        text = text[: config.max_chars]
-    cut = int(len(text) * (1 - config.validation_percent / 100))
-    train, validation = text[:cut], text[cut:]
+    if config.max_examples:
+        text = text[: config.max_examples]
+    test_chars = 0 if test_data else round(share(config.test_size, len(text)) * len(text))
+    validation_chars = round(share(config.validation_size, len(text)) * len(text))
+    cut = len(text) - test_chars - validation_chars
+    train, validation = text[:cut], text[cut : len(text) - test_chars]
+    test = _read_text(config, test_data) if test_data else text[len(text) - test_chars :]
     need, eval_need = 2 * (config.seq_length + 1), (config.eval_length or config.seq_length) + 1
-    if len(train) < need or len(validation) < eval_need:
+    if len(train) < need or len(validation) < eval_need or len(test) < eval_need:
         raise UserError(
-            f"expected at least {need} training and {eval_need} validation characters "
-            f"(seq_length={config.seq_length}), found {len(train)} and {len(validation)} in {data}"
+            f"expected at least {need} training and {eval_need} validation and test characters "
+            f"(seq_length={config.seq_length}), found {len(train)}, {len(validation)} and "
+            f"{len(test)} in {_specs(data, test_data)}"
         )
-    test = _read_text(config, test_data) if test_data else validation
     return Splits(train, validation, test, source=f"{data} ({len(text):,} characters)")
+
+
+def _specs(data: str, test_data: str | None) -> str:
+    return f"{data} and {test_data}" if test_data else data
 
 
 def fit_preprocessing(config: Config, train: str) -> dict:

@@ -47,7 +47,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import blocks, cells, decoding, distribute, metrics, plots, training
-from lstm_recipes.data import Splits, check_labels_seen, conll, limit, make_splits
+from lstm_recipes.data import Splits, check_labels_seen, conll, limit, make_splits, share
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -89,7 +89,7 @@ class Config:
     sequence_column: str = "sequence_id"  # frames: long-CSV column naming the sequence
     step_column: str = "step"  # frames: long-CSV column ordering the frames
     group_column: str = ""  # frames: long-CSV column grouping sequences for splitting
-    max_sentences: int = 0  # use at most this many training sequences (0: all)
+    max_examples: int = 0  # use at most this many training sequences (0: all)
     max_length: int = 150  # tokens: longest sentence kept whole (longer ones are cut)
     vocab_size: int = 30000  # tokens: words kept (most frequent in training)
     min_count: int = 1  # tokens: words seen fewer times are unknown
@@ -116,15 +116,17 @@ class Config:
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 5.0  # gradient-norm clipping (0: off)
     max_minutes: float = 0.0  # stop training after this many minutes (0: no limit)
-    validation_fraction: float = 0.1  # share held out for validation (of groups, for frames)
-    test_fraction: float = 0.2  # share held out for test when no --test-data is given
+    validation_size: float = (
+        0.1  # held out for validation: a share (< 1) or a count (of groups, for frames)
+    )
+    test_size: float = 0.2  # held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
 
 
 PRESETS = {
     "tiny": Config(
-        max_sentences=200,
+        max_examples=200,
         vocab_size=500,
         char_dim=8,
         char_units=8,
@@ -156,7 +158,7 @@ PRESETS = {
     # words only (no character features, so the recurrent cell carries the context).
     "upos-small": Config(
         tag_column="upos",
-        max_sentences=2000,
+        max_examples=2000,
         char_encoder="none",
         units=64,
         layers=1,
@@ -261,8 +263,8 @@ def _tfds_splits(config: Config, spec: str) -> Splits:
         sentences(splits["test"]) if "test" in splits else None,
         validation=sentences(splits["validation"]) if "validation" in splits else None,
         seed=config.seed,
-        validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction,
+        validation_size=config.validation_size,
+        test_size=config.test_size,
         source=f"{spec} (tags: {tag_key})",
         info={"kind": "tokens"},
     )
@@ -277,7 +279,10 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
         items, source, names = _read(config, data, kind)
         test = _read(config, test_data, kind)[0] if test_data else None
         if kind == "frames":
-            fractions = (0.0 if test else config.test_fraction, config.validation_fraction)
+            fractions = (
+                0.0 if test else share(config.test_size, len(items)),
+                share(config.validation_size, len(items)),
+            )
             carved_test, validation, train = frames_lib.split_groups(items, fractions, config.seed)
             if len({r.frames.shape[1] for r in items + (test or [])}) != 1:
                 raise UserError(f"expected the same number of features in every sequence of {data}")
@@ -287,13 +292,13 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
                 items,
                 test,
                 seed=config.seed,
-                validation_fraction=config.validation_fraction,
-                test_fraction=config.test_fraction,
+                validation_size=config.validation_size,
+                test_size=config.test_size,
                 source=source,
                 info={"kind": kind},
             )
         result.info["feature_names"] = names
-    result.train = limit(result.train, config.max_sentences, config.seed)
+    result.train = limit(result.train, config.max_examples, config.seed)
     if not result.train or not result.validation or not result.test:
         raise UserError(
             f"expected sequences in train, validation and test, found {result.sizes()} in "

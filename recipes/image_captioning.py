@@ -79,7 +79,7 @@ class Config:
     image_column: str = "image"  # CSV column / JSON key naming the image file
     caption_column: str = "caption"  # CSV column of the caption (JSONL: a "captions" list)
     split_files: str = ""  # Flickr-style lists "train.txt,dev.txt,test.txt" (image per line)
-    max_images: int = 0  # use at most this many training images (0: all)
+    max_examples: int = 0  # use at most this many training images (0: all)
     backbone: Literal["mobilenet_v2", "mobilenet", "small_cnn"] = "mobilenet_v2"  # image encoder
     weights: str = "imagenet"  # imagenet, a weights .h5 path, or none (trained from scratch)
     image_size: int = 224  # images are resized to this square size
@@ -114,7 +114,7 @@ class Config:
 
 PRESETS = {
     "tiny": Config(
-        max_images=200,
+        max_examples=200,
         backbone="small_cnn",
         weights="none",
         image_size=32,
@@ -314,10 +314,6 @@ def read_captions(config: Config, spec: str) -> tuple[dict[str, list[str]], Path
     return by_image, images
 
 
-def _share(size: float, total: int) -> float:
-    return size if size < 1 else min(size / max(total, 1), 0.5)
-
-
 def _split_lists(config: Config, folders: list[Path]) -> list[set[str]] | None:
     if not config.split_files:
         return None
@@ -364,7 +360,7 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             name = {str(folder / k): k for k in by_image}
             parts = [[e for e in examples if name[e[0]] in part] for part in lists]
             result = Splits(train=parts[0], validation=parts[1], test=parts[2], source=source)
-            result.train = limit(result.train, config.max_images, config.seed)
+            result.train = limit(result.train, config.max_examples, config.seed)
             return result
     if test_data:
         by_image, folder = read_captions(config, test_data)
@@ -373,11 +369,11 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
         examples,
         test,
         seed=config.seed,
-        validation_fraction=_share(config.validation_size, len(examples)),
-        test_fraction=0.0 if test else _share(config.test_size, len(examples)),
+        validation_size=config.validation_size,
+        test_size=config.test_size,
         source=source,
     )
-    result.train = limit(result.train, config.max_images, config.seed)
+    result.train = limit(result.train, config.max_examples, config.seed)
     if len(result.train) < 2 or not result.validation or not result.test:
         raise UserError(
             f"expected enough images for train, validation and test splits, found "

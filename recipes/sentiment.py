@@ -77,8 +77,8 @@ class Config:
     learning_rate: float = 1e-3  # Adam learning rate
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 0.0  # gradient-norm clipping (0: off)
-    validation_fraction: float = 0.1  # share of the training data held out for validation
-    test_fraction: float = 0.1  # share held out for test when no --test-data is given
+    validation_size: float = 0.1  # held out for validation: a share (< 1) or a count of examples
+    test_size: float = 0.1  # held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
 
@@ -156,8 +156,8 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             named(splits["test"]) if "test" in splits else None,
             validation=named(splits["validation"]) if "validation" in splits else None,
             seed=config.seed,
-            validation_fraction=config.validation_fraction,
-            test_fraction=config.test_fraction,
+            validation_size=config.validation_size,
+            test_size=config.test_size,
             source=data,
             info={"labels": names},
         )
@@ -168,8 +168,8 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             train,
             test,
             seed=config.seed,
-            validation_fraction=config.validation_fraction,
-            test_fraction=config.test_fraction,
+            validation_size=config.validation_size,
+            test_size=config.test_size,
             source=source,
         )
     result.train = limit(result.train, config.max_examples, config.seed)

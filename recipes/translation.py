@@ -76,16 +76,15 @@ class Config:
     target_column: str = "target"  # JSONL/CSV key or TFDS feature of the target ("": TFDS's own)
     zip_member: str = ""  # file inside a .zip to read (default: its one pairs file)
     reverse: bool = False  # translate target -> source
-    max_pairs: int = 0  # use at most this many training pairs (0: all)
+    max_examples: int = 0  # use at most this many training pairs (0: all)
     max_length: int = 50  # tokens per sentence: longer training pairs are dropped, inputs cut
     lowercase: bool = True  # lowercase both sides (BLEU is then case-insensitive)
     source_vocab: int = 8000  # source words kept (most frequent in training), specials included
     target_vocab: int = 8000  # target words kept, specials included
     embedding_dim: int = 128  # width of both word embeddings
     encoder_units: int = 128  # encoder LSTM units per direction
-    encoder_layers: int = 1  # stacked bidirectional encoder layers
+    layers: int = 1  # stacked layers of the bidirectional encoder, and of the decoder
     decoder_units: int = 256  # decoder LSTM units (and attentional vector width)
-    decoder_layers: int = 1  # stacked decoder layers
     cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     attention: Literal["dot", "general", "additive"] = "general"  # Luong dot/general, Bahdanau
     attentional: Literal["linear", "tanh"] = "linear"  # activation of the attentional vector
@@ -108,7 +107,7 @@ class Config:
 
 PRESETS = {
     "tiny": Config(
-        max_pairs=300,
+        max_examples=300,
         max_length=12,
         source_vocab=200,
         target_vocab=200,
@@ -168,15 +167,10 @@ def _tfds_splits(config: Config, spec: str) -> Splits:
         splits.get("test"),
         validation=splits.get("validation"),
         seed=config.seed,
-        validation_fraction=_share(config.validation_size, len(splits["train"])),
-        test_fraction=_share(config.test_size, len(splits["train"])),
+        validation_size=config.validation_size,
+        test_size=config.test_size,
         source=f"{spec} ({keys[0]} -> {keys[1]})",
     )
-
-
-def _share(size: float, total: int) -> float:
-    # Config sizes are shares below 1 and pair counts from 1 on.
-    return size if size < 1 else min(size / max(total, 1), 0.5)
 
 
 def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
@@ -187,19 +181,18 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
         pairs, source = _pairs(config, data)
         pairs = parallel.drop_blank(pairs)
         test = parallel.drop_blank(_pairs(config, test_data)[0]) if test_data else None
-        test_share = 0.0 if test_data else _share(config.test_size, len(pairs))
         result = make_splits(
             pairs,
             test,
             seed=config.seed,
-            validation_fraction=_share(config.validation_size, len(pairs)),
-            test_fraction=test_share,
+            validation_size=config.validation_size,
+            test_size=config.test_size,
             source=source,
         )
     if config.reverse:
         for name in ("train", "validation", "test"):
             setattr(result, name, [(t, s) for s, t in getattr(result, name)])
-    result.train = limit(result.train, config.max_pairs, config.seed)
+    result.train = limit(result.train, config.max_examples, config.seed)
     if len(result.train) < 2 or not result.validation or not result.test:
         raise UserError(
             f"expected enough sentence pairs for train, validation and test splits, found "
@@ -290,7 +283,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     x = keras.layers.Dropout(config.dropout)(x)
     memory, h, c = blocks.StackedLSTM(
         config.encoder_units,
-        config.encoder_layers,
+        config.layers,
         bidirectional=True,
         dropout=config.dropout,
         return_state=True,
@@ -305,7 +298,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         len(prep["target_vocabulary"]) + 2,
         config.embedding_dim,
         config.decoder_units,
-        config.decoder_layers,
+        config.layers,
         attention=config.attention,
         dropout=config.dropout,
         cell=config.cell,

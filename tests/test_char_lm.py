@@ -38,7 +38,7 @@ def char_run(tmp_path_factory):
         "--set",
         "epochs=3",
         "--set",
-        "max_chars=0",
+        "max_examples=0",
     )
     return run_dir
 
@@ -216,7 +216,7 @@ def test_time_budget_and_lr_decay(tmp_path):
 def test_data_forms_text_gzip_folder_and_tfds(tmp_path):
     import gzip
 
-    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_chars=0"])
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_examples=0"])
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "a.txt").write_text("first part. " * 50, encoding="utf-8")
     with gzip.open(tmp_path / "texts" / "b.txt.gz", "wt", encoding="utf-8") as f:

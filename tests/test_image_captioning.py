@@ -228,7 +228,7 @@ def test_frozen_backbone_run_trains_on_cached_features_and_exports(tmp_path):
         "backbone=mobilenet",
         f"weights={weights}",
         "image_size=64",
-        "max_images=60",
+        "max_examples=60",
         "decoder=init",
         f"feature_cache={tmp_path / 'cache'}",
     ):

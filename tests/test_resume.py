@@ -42,10 +42,10 @@ def recipe_args(recipe, tmp_path):
     if recipe == "frame_labeling":
         return [*common, "--data", str(write_tags(tmp_path / "tags.txt"))]
     if recipe == "translation":
-        return [*common, "--set", "max_pairs=400"]
+        return [*common, "--set", "max_examples=400"]
     if recipe == "char_lm":
-        return [*common, "--set", "max_chars=12000"]
-    return [*common, "--set", "max_images=160", "--set", f"feature_cache={tmp_path / 'cache'}"]
+        return [*common, "--set", "max_examples=12000"]
+    return [*common, "--set", "max_examples=160", "--set", f"feature_cache={tmp_path / 'cache'}"]
 
 
 def train(recipe, args, run_dir, **kwargs):

@@ -110,7 +110,7 @@ def test_pairs_errors_name_the_file_line_and_what_was_expected(tmp_path):
 def test_load_data_splits_reverses_and_limits(tmp_path):
     path = write_tsv(tmp_path / "p.txt", number_pairs(200), extra=False)
     config = recipe_lib.resolve_config(
-        translation, "tiny", ["test_size=20", "validation_size=0.1", "max_pairs=50"]
+        translation, "tiny", ["test_size=20", "validation_size=0.1", "max_examples=50"]
     )
     splits = translation.load_data(config, str(path))
     assert splits.sizes() == {"train": 50, "validation": 20, "test": 20}
@@ -213,7 +213,7 @@ def number_run(tmp_path_factory):
         "--run-dir",
         str(run_dir),
         "--set",
-        "max_pairs=0",
+        "max_examples=0",
         "--set",
         "epochs=6",
         "--set",

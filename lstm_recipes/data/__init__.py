@@ -54,13 +54,26 @@ def split_examples(examples: Sequence, fractions: Sequence[float], seed: int) ->
     return parts
 
 
+def share(size: float, total: int) -> float:
+    """The fraction of ``total`` examples that a ``validation_size``/``test_size`` field asks for.
+
+    Sizes below 1 are shares; from 1 on they count examples (as in scikit-learn's
+    ``train_test_split``), capped at half the data.
+
+    Args:
+        size: a share (0 <= size < 1) or a number of examples (size >= 1).
+        total: how many examples there are.
+    """
+    return size if size < 1 else min(size / max(total, 1), 0.5)
+
+
 def make_splits(
     train: list,
     test: list | None,
     *,
     seed: int,
-    validation_fraction: float = 0.1,
-    test_fraction: float = 0.1,
+    validation_size: float = 0.1,
+    test_size: float = 0.1,
     validation: list | None = None,
     source: str = "",
     info: dict | None = None,
@@ -71,12 +84,15 @@ def make_splits(
         train: examples of the training file (or the only file).
         test: examples of a separate test file, or None to carve a test split from ``train``.
         seed: split seed.
-        validation_fraction: share of ``train`` held out for validation when none is given.
-        test_fraction: share of ``train`` held out for test when ``test`` is None.
+        validation_size: share (< 1) or number of ``train`` examples held out for validation
+            when none is given (see ``share``).
+        test_size: share or number held out for test when ``test`` is None.
         validation: examples of a separate validation split, if the data has one.
         source: description for the run's records.
         info: adapter facts kept with the splits.
     """
+    validation_fraction = share(validation_size, len(train))
+    test_fraction = share(test_size, len(train))
     if test is None:
         if validation is None:
             test, validation, train = split_examples(
