@@ -19,7 +19,8 @@ Training reads the config fields ``seed``, ``batch_size``, ``epochs``, ``learnin
 ``strategy`` (``distribute.Strategy``: needed for ``--strategy``).
 Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoint, default
 ``val_loss``), ``MAIN_METRIC`` (the test metric ``ablate`` compares, default ``accuracy``),
-``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE``.
+``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE``, ``MOVED_PRESETS`` (preset
+name -> the recipe that now holds it, for a one-line pointer).
 """
 
 from __future__ import annotations
@@ -152,6 +153,12 @@ def resolve_config(module: types.ModuleType, preset: str, overrides: typing.Sequ
     Returns:
         A new frozen Config instance.
     """
+    moved = getattr(module, "MOVED_PRESETS", {}).get(preset)
+    if preset not in module.PRESETS and moved:
+        raise UserError(
+            f"preset {preset!r} is now in recipe {moved!r}: lstm-recipes run {moved} "
+            f"--preset {preset} ..."
+        )
     if preset not in module.PRESETS:
         raise UserError(
             f"unknown preset {preset!r} for recipe {recipe_name(module)}; "
