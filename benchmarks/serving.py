@@ -69,11 +69,11 @@ def sentiment(run_dir: Path, requests: int, root: Path) -> None:
     import tensorflow as tf
 
     from lstm_recipes import export as export_lib
-    from lstm_recipes import training
+    from lstm_recipes import rundir, training
     from lstm_recipes.data import text as text_lib
 
-    module, config, _ = training.load_run(run_dir)
-    prep = training.read_json(run_dir / "preprocessing.json")
+    module, config, _ = rundir.load_run(run_dir)
+    prep = rundir.read_json(run_dir / "preprocessing.json")
     model = training.load_model(module, config, prep, run_dir)
     with Timer() as t:
         serving = module.serving(config, model, prep)
@@ -124,9 +124,9 @@ def sentiment(run_dir: Path, requests: int, root: Path) -> None:
 
 
 def _texts(run_dir: Path, module, config) -> list[str]:
-    from lstm_recipes import training
+    from lstm_recipes import rundir
 
-    info = training.read_json(run_dir / "run.json")
+    info = rundir.read_json(run_dir / "run.json")
     splits = module.load_data(config, info["data"], info.get("test_data"))
     return [t for t, _ in splits.test]
 
@@ -135,9 +135,9 @@ def translation(run_dir: Path, data: str | None, sentences: int, batch: int) -> 
     import tensorflow as tf
 
     from lstm_recipes import export as export_lib
-    from lstm_recipes import training
+    from lstm_recipes import rundir
 
-    module, config, info = training.load_run(run_dir)
+    module, config, info = rundir.load_run(run_dir)
     splits = module.load_data(config, data or info["data"], info.get("test_data"))
     sources = [pair[0] for pair in splits.test][:sentences]
     path = export_lib.latest_version(run_dir / "export")

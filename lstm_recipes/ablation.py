@@ -1,8 +1,8 @@
-"""Cell ablations (``lstm-recipes ablate``): the statistics, tables and box plot.
+"""Cell ablations (``lstm-recipes ablate``): the resumable loop, the statistics, table and plot.
 
-The training loop lives in the CLI (it reuses ``run``'s resumable steps); this module turns the
-per-run records into what Greff et al. 2015 report: per cell the mean and standard deviation of
-the main metric, the difference to the vanilla LSTM, and Welch's t-test p-value.
+``ablate`` trains a recipe once per cell and seed (each a ``run.Run`` in its own directory),
+then reports what Greff et al. 2015 report: per cell the mean and standard deviation of the
+main metric, the difference to the vanilla LSTM, and Welch's t-test p-value.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
+
+from lstm_recipes.errors import UserError
 
 # Metrics where smaller is better; every other metric is taken as larger-is-better.
 _LOWER_IS_BETTER = ("loss", "bits", "nats", "perplexity", "error")
@@ -25,78 +28,28 @@ def lower_is_better(metric: str) -> bool:
     return any(word in metric for word in _LOWER_IS_BETTER)
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    # Continued fraction of the incomplete beta function (Numerical Recipes, 6.4), modified Lentz.
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        for aa in (
-            m * (b - m) * x / ((qam + m2) * (a + m2)),
-            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
-        ):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-14:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b).
-
-    Args:
-        a, b: positive shape parameters.
-        x: a value in [0, 1].
-    """
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"expected 0 <= x <= 1, got {x}")
-    if x in (0.0, 1.0):
-        return x
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def student_t_sf2(t: float, df: float) -> float:
-    """Two-sided tail probability P(|T| >= |t|) of Student's t with ``df`` degrees of freedom.
-
-    Args:
-        t: the statistic.
-        df: degrees of freedom (> 0, need not be an integer).
-    """
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
-
-
 def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
     """Welch's unequal-variance t-test of two samples: (t, degrees of freedom, two-sided p).
 
-    NaN p-value when a sample has fewer than 2 values; p = 1 when both have no spread and equal
-    means, 0 when they have no spread and differ.
+    ``scipy.stats.ttest_ind(a, b, equal_var=False)``, with the cases it leaves undefined made
+    explicit: NaN when a sample has fewer than 2 values; p = 1 when both have no spread and
+    equal means, 0 when they have no spread and differ.
 
     Args:
         a, b: the two samples.
     """
+    from scipy import stats
+
     na, nb = len(a), len(b)
     if na < 2 or nb < 2:
         return math.nan, math.nan, math.nan
     ma, mb = sum(a) / na, sum(b) / nb
     va = sum((x - ma) ** 2 for x in a) / (na - 1)
     vb = sum((x - mb) ** 2 for x in b) / (nb - 1)
-    se2 = va / na + vb / nb
-    if se2 == 0:
+    if va == 0 and vb == 0:
         return (0.0, math.inf, 1.0) if ma == mb else (math.copysign(math.inf, ma - mb), 0.0, 0.0)
-    t = (ma - mb) / math.sqrt(se2)
-    df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
-    return t, df, student_t_sf2(t, df)
+    result = stats.ttest_ind(a, b, equal_var=False)
+    return float(result.statistic), float(result.df), float(result.pvalue)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -205,3 +158,111 @@ def box_plot(path: Path, records_path: Path, metric: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+DEFAULT_CELLS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
+
+
+def run_ablation(
+    recipe: str,
+    data: str,
+    test_data: str | None,
+    preset: str,
+    overrides: tuple[str, ...],
+    out_dir: Path | None,
+    cells: list[str],
+    seeds: int,
+    metric: str | None = None,
+) -> Path:
+    """Train ``recipe`` once per cell and seed, resumably, and write the report.
+
+    Args:
+        recipe: a recipe name or path.
+        data: the ``--data`` spec.
+        test_data: a separate test spec, or None.
+        preset: the preset every run starts from.
+        overrides: ``KEY=VALUE`` changes every run shares (not ``cell`` or ``seed``).
+        out_dir: the ablation directory (None: ``runs/ablate/<recipe>-<preset>``).
+        cells: the cells to compare.
+        seeds: seeds per cell, counted from the config's ``seed``.
+        metric: the test metric to compare (None: the recipe's ``MAIN_METRIC``).
+
+    Returns:
+        The ablation directory (``results.md``, ``results.csv``, ``cells.png``, records and one
+        run directory per cell and seed).
+    """
+    from lstm_recipes import cells as cells_lib
+    from lstm_recipes import recipe as recipe_lib
+    from lstm_recipes.run import Run
+
+    module = recipe_lib.load_recipe(recipe)
+    base = recipe_lib.resolve_config(module, preset, overrides)
+    if not hasattr(base, "cell"):
+        raise UserError(f"recipe {recipe} has no `cell` config field to ablate")
+    for item in overrides:
+        if item.split("=", 1)[0].strip() in ("cell", "seed"):
+            raise UserError(f"ablate sets cell and seed itself; remove --set {item}")
+    for name in cells:
+        if name not in cells_lib.CELLS:
+            raise UserError(f"unknown cell {name!r}; expected some of {', '.join(cells_lib.CELLS)}")
+    metric = metric or getattr(module, "MAIN_METRIC", "accuracy")
+    out_dir = Path(
+        out_dir or Path("runs") / "ablate" / f"{recipe_lib.recipe_name(module)}-{preset}"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "recipe": recipe,
+        "data": data,
+        "test_data": test_data,
+        "preset": preset,
+        "overrides": list(overrides),
+        "metric": metric,
+    }
+    settings_path = out_dir / "ablation.json"
+    if settings_path.exists():
+        before = json.loads(settings_path.read_text())
+        if before != settings:
+            raise UserError(
+                f"{out_dir} holds an ablation with other settings ({before}); expected {settings}."
+                " Use another --run-dir"
+            )
+    else:
+        settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    records_path = out_dir / "records.jsonl"
+    done = {(r["cell"], r["seed"]) for r in read_records(records_path)}
+    jobs = [(c, base.seed + k) for c in cells for k in range(seeds)]
+    for n, (cell, seed) in enumerate(jobs, start=1):
+        if (cell, seed) in done:
+            continue
+        print(f"[{n}/{len(jobs)}] cell={cell} seed={seed}", flush=True)
+        t0 = time.time()
+        run = Run.train(
+            recipe,
+            data,
+            test_data,
+            preset,
+            (*overrides, f"cell={cell}", f"seed={seed}"),
+            out_dir / "runs" / f"{cell}-seed{seed}",
+        )
+        metrics = run.evaluate()
+        if metric not in metrics:
+            numeric = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+            raise UserError(f"expected test metric {metric!r}; this recipe reports {numeric}")
+        record = {
+            "cell": cell,
+            "seed": seed,
+            "metric": float(metrics[metric]),
+            "seconds": round(time.time() - t0, 1),
+            "params": int(run.model.count_params()),
+            "run_dir": str(run.run_dir),
+        }
+        with open(records_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    records = [r for r in read_records(records_path) if r["cell"] in cells]
+    header = (
+        f"Ablation of `{recipe}` (preset {preset}, data {data}, {seeds} seeds from {base.seed}"
+        + (f", --set {' '.join(overrides)}" if overrides else "")
+        + ")"
+    )
+    write_report(out_dir, summarize(records, metric), metric, header)
+    return out_dir

@@ -136,3 +136,55 @@ def plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], min_seque
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def run_diagnosis(
+    run_dirs: list[Path],
+    data: str | None,
+    batches: int,
+    kinds: list[str],
+    max_steps: int | None,
+    out: Path | None,
+) -> Path:
+    """Measure and plot the gradient flow of each run, trained and/or freshly initialized.
+
+    Args:
+        run_dirs: trained run directories, overlaid in one plot.
+        data: data to measure on (None: each run's own test split).
+        batches: batches of real data averaged per curve.
+        kinds: ``trained`` and/or ``init`` (weights freshly initialized from the run's seed).
+        max_steps: steps before the end kept (None: all).
+        out: the PNG to write (None: ``plots/gradient_flow.png`` of the first run); a CSV of
+            the curves goes beside it.
+
+    Returns:
+        The PNG's path.
+    """
+    from lstm_recipes.run import Run
+
+    curves = {}
+    for run_dir in run_dirs:
+        run = Run.reopen(Path(run_dir), data)
+        split = run.splits.test or run.splits.validation
+        dataset = run.module.batches(run.config, run.prep, split, training=False)
+        label = f"{Path(run_dir).name} (cell={getattr(run.config, 'cell', 'lstm')})"
+        for kind in kinds:
+            if kind == "init":
+                keras.utils.set_random_seed(run.config.seed)
+                model = run.module.build_model(run.config, run.prep)
+            else:
+                model = run.model
+            layer = getattr(run.module, "DIAGNOSE_LAYER", None)
+            name = f"{label} (init)" if kind == "init" else label
+            curves[name] = gradient_profile(model, dataset, batches, layer, max_steps)
+            norms, counts = curves[name]
+            far = int(np.flatnonzero(counts >= 5).max()) if (counts >= 5).any() else 0
+            print(
+                f"{name}: |grad| at the last step {norms[0]:.3g}, {far} steps earlier "
+                f"{norms[far]:.3g} ({int(counts[0])} sequences)",
+                flush=True,
+            )
+    out = Path(out or Path(run_dirs[0]) / "plots" / "gradient_flow.png")
+    plot(out, curves)
+    write_csv(out.with_suffix(".csv"), curves)
+    return out

@@ -20,8 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-import keras
-
 from lstm_recipes.errors import UserError
 
 Strategy = Literal["default", "mirrored", "multi-worker", "tpu"]
@@ -234,67 +232,3 @@ def check_same_on_every_worker(strategy, value, what: str) -> None:
             f"expected the same {what} on every worker, found it differs on some: "
             "give every worker the same --data (same files, same contents)"
         )
-
-
-# Keras 3.15's TensorFlow trainer fails under MultiWorkerMirroredStrategy in two reduce paths
-# (keras#20585; keras#20329, tensorflow#72388): (1) before the first step it reduces the first
-# input batch across workers only to learn its shapes for a symbolic build ("Attempt to convert a
-# value (PerReplica...) to a Tensor", keras#20329); (2) it reduces each replica's scalar logs
-# along axis 0 ("Invalid reduction dimension 0 for input with 0 dimensions", tensorflow#72388).
-# The workaround, for this model and the duration of its fit only, takes this worker's first
-# replica's batch for (1) and reduces scalars across replicas (axis None) for (2).
-# tests/test_distribute.py runs the unpatched paths and fails once a Keras release changes them.
-WORKAROUND_UNTIL = (3, 15)  # the last Keras (major, minor) known to need it
-
-
-def needs_keras_workaround(strategy) -> bool:
-    """True when ``fit`` under ``strategy`` needs the workaround with this Keras version."""
-    import tensorflow as tf
-
-    version = tuple(int(part) for part in keras.__version__.split(".")[:2])
-    return (
-        version <= WORKAROUND_UNTIL
-        and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()
-    )
-
-
-@contextlib.contextmanager
-def keras_fit_workaround(strategy, model: keras.Model):
-    """Within the block, ``model.fit`` works under a multi-worker strategy (see above).
-
-    Args:
-        strategy: the strategy ``model`` was built under, or None.
-        model: the model about to be trained.
-    """
-    if strategy is None or not needs_keras_workaround(strategy):
-        yield
-        return
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer
-
-    def symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                first = next(batches)
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0], first
-                )
-                break
-        with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    original = trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean"):
-            return original(values, strategy, reduction)
-        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-
-    model._maybe_symbolic_build = symbolic_build
-    trainer.reduce_per_replica = reduce_per_replica
-    try:
-        yield
-    finally:
-        trainer.reduce_per_replica = original
-        del model._maybe_symbolic_build

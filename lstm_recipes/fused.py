@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import fastpath
+from lstm_recipes import compat, fastpath
 
 __all__ = ["LSTM", "lstm_sequence", "masked_lstm", "use_fused"]
 
@@ -253,7 +253,7 @@ def use_fused() -> bool:
 
 
 @keras.saving.register_keras_serializable(package="lstm_recipes")
-class LSTM(keras.layers.LSTM):
+class LSTM(compat.LSTMLoopHook):
     """``keras.layers.LSTM`` with the fused CPU loop of this module where no GPU is visible.
 
     Same arguments, weights and config as Keras's layer, plus ``parallel_loops``: in training,
@@ -271,16 +271,12 @@ class LSTM(keras.layers.LSTM):
     def get_config(self):
         return {**super().get_config(), "parallel_loops": self.parallel_loops}
 
-    def _fused_ok(self) -> bool:
+    def own_loop_applies(self) -> bool:
         # The fused loop has cuDNN's conditions (fastpath.cudnn_blockers), and takes only
         # use_cudnn="auto": True asks for cuDNN or Keras's error without a GPU.
         return self.use_cudnn == "auto" and not fastpath.cudnn_blockers(self) and use_fused()
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
-        if not self._fused_ok():
-            return super().inner_loop(sequences, initial_state, mask, training=training)
+    def own_loop(self, sequences, initial_state, mask, training=False):
         if training and self.dropout:
             keep = self.cell.get_dropout_mask(sequences[:, 0, :])
             sequences = sequences * keep[:, tf.newaxis, :]

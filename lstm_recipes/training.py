@@ -1,25 +1,16 @@
-"""Fit wiring and the run directory: train, evaluate and export a recipe, resumably.
+"""Fit wiring: build a recipe's model and train it with checkpoints, resume and time budget.
 
-A run directory (``runs/<recipe>/<timestamp>/`` unless given) holds: ``run.json`` (how the run
-was started and how far it got), ``config.json``, ``preprocessing.json`` (vocabularies and other
-state fitted on the train split), ``checkpoints/best.weights.h5``, ``backup/`` (removed when
-training ends), ``logs/`` (TensorBoard), ``history.csv``, ``metrics.json``, ``plots/*.png``,
-``model_card.md`` and ``export/<version>/``.
+What a run directory holds and how it is reopened is ``rundir``; the crash-safe checkpoints and
+the exact-resume backup are ``checkpoints``; ``run.Run`` strings training, evaluation and
+export together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import datetime
 import inspect
-import io
-import json
-import os
 import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -27,232 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import distribute, fastpath, plots
-from lstm_recipes import export as export_lib
-from lstm_recipes import recipe as recipe_lib
+from lstm_recipes import compat, distribute, fastpath
+from lstm_recipes.checkpoints import BEST, BestCheckpoint, ExactBackup, backup_epoch, trim_history
 from lstm_recipes.errors import UserError
-
-BEST = "checkpoints/best.weights.h5"
-
-
-def default_run_dir(module: types.ModuleType) -> Path:
-    """``runs/<recipe>/<YYYYmmdd-HHMMSS>`` under the current folder."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / recipe_lib.recipe_name(module) / stamp
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"expected {path.name} in {path.parent}; is it a run directory?") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON: {e}") from None
-
-
-def _write_json(path: Path, value) -> None:
-    # Write then rename, so an interrupted write never leaves a truncated file behind.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str))
-    tmp.replace(path)
-
-
-def save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """``model.save_weights(path)``, safe against kills and full disks.
-
-    Keras writes weights files in place, so a kill or a full disk during the write would
-    destroy the previous file; and HDF5 crashed the process (SIGSEGV in ``File.close``) when a
-    write failed for lack of space. So the file is built in memory, written to a temporary file
-    with plain Python I/O (a full disk is then an ordinary ``OSError``), and renamed into place.
-
-    Args:
-        model: the model.
-        path: the ``.weights.h5`` file to (re)place.
-    """
-    path = Path(path)
-    data = _weights_bytes(model)
-    tmp = path.with_name(path.name.removesuffix(".weights.h5") + ".tmp.weights.h5")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OSError(
-            e.errno,
-            f"could not write {path} ({e.strerror or e}); is the disk full? The previous file, "
-            "if any, is intact: free some space and rerun the same command",
-        ) from None
-
-
-def _weights_bytes(model: keras.Model) -> bytes:
-    # What model.save_weights writes, built in memory: Keras 3.15's save_weights takes only a
-    # path, but its HDF5 store also writes to a BytesIO.
-    from keras.src.saving import saving_lib
-
-    buffer = io.BytesIO()
-    store = saving_lib.H5IOStore(buffer, mode="w")
-    saving_lib._save_state(
-        model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
-    )
-    store.close()
-    return buffer.getvalue()
-
-
-class BestCheckpoint(keras.callbacks.Callback):
-    """Keep the weights of the best epoch by ``monitor``, written atomically.
-
-    Args:
-        path: the ``.weights.h5`` file.
-        monitor: the logged metric, e.g. ``val_loss``.
-        mode: ``min`` or ``max``.
-    """
-
-    def __init__(self, path: Path, monitor: str, mode: str):
-        super().__init__()
-        self.path, self.monitor, self.mode = Path(path), monitor, mode
-        self.best = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
-        if current is None or not np.isfinite(current):
-            return
-        current = float(current)
-        if self.best is not None and not (
-            current < self.best if self.mode == "min" else current > self.best
-        ):
-            return
-        save_weights_atomically(self.model, self.path)
-        self.best = current
-
-
-class ExactBackup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` whose resumed run repeats what an uninterrupted run would do.
-
-    Keras 3.15's callback writes its weights file in place (a kill or a full disk during the
-    write leaves a backup that cannot be read), does not save the state of the layers' random
-    seed generators (dropout masks), restarts each dataset's per-epoch shuffle from the first
-    epoch's order, and resets the other callbacks' memory (the best value so far, early
-    stopping's patience). Here each backup is new files committed by renaming its metadata,
-    which also holds the seed states and the named callbacks' state, and the number of
-    iterators made so far from the training dataset: each new iterator draws the next seed of a
-    ``shuffle(..., reshuffle_each_iteration=True)``, and Keras makes one or two per epoch
-    depending on whether the dataset's length is known. On resume the dataset is advanced by as
-    many fresh iterators, so epoch k sees the batches it would have seen without the kill.
-
-    A worker that is not the chief of a multi-worker run resumes from the chief's backup
-    (``restore_dir``, on storage every worker sees) and writes its own to a private folder, so
-    that no two processes write the same file.
-
-    Args:
-        backup_dir: the folder (removed when training ends).
-        dataset: the training dataset given to ``fit`` (its iterators are counted from now on).
-        stateful: name -> (callback, attribute names) to save and restore.
-        restore_dir: the folder to resume from, when it is not ``backup_dir``.
-    """
-
-    def __init__(
-        self,
-        backup_dir: str,
-        dataset: tf.data.Dataset,
-        stateful: dict,
-        restore_dir: str | None = None,
-    ):
-        super().__init__(backup_dir, save_freq="epoch")
-        self.dataset, self.stateful = dataset, stateful
-        self.restore_dir = restore_dir or backup_dir
-        self.iterators = _count_iterators(dataset)
-
-    def _seed_states(self) -> list:
-        return [v for v in self.model.variables if "seed_generator_state" in v.path]
-
-    def _save_model(self):
-        folder = Path(self.backup_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch{self._current_epoch}.weights.h5"
-        save_weights_atomically(self.model, folder / name)
-        state = {
-            key: {a: _plain_number(getattr(cb, a)) for a in attrs}
-            for key, (cb, attrs) in self.stateful.items()
-        }
-        metadata = {
-            "epoch": self._current_epoch,
-            "weights": name,
-            "seeds": [np.asarray(v.numpy()).tolist() for v in self._seed_states()],
-            "callbacks": state,
-            "iterators": self.iterators[0],
-        }
-        _write_json(folder / "training_metadata.json", metadata)  # the commit point
-        for old in folder.glob("epoch*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def on_train_begin(self, logs=None):
-        self._load_model()
-
-    def _load_model(self):
-        meta_path = Path(self.restore_dir) / "training_metadata.json"
-        if not meta_path.exists():
-            return
-        meta = read_json(meta_path)
-        if "weights" not in meta:  # a backup of Keras's own format
-            return super()._load_model()
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(str(Path(self.restore_dir) / meta["weights"]))
-        for variable, value in zip(self._seed_states(), meta["seeds"]):
-            variable.assign(np.asarray(value, variable.dtype))
-        for key, values in meta["callbacks"].items():
-            callback = self.stateful[key][0]
-            for attr, value in values.items():
-                setattr(callback, attr, value)
-        epoch = meta["epoch"]
-        self._current_epoch = epoch
-        self.model._initial_epoch = epoch
-        for _ in range(meta.get("iterators", epoch)):
-            iter(self.dataset)
-
-
-def _count_iterators(dataset: tf.data.Dataset) -> list[int]:
-    # Keras makes its iterators inside fit; a subclass with a counting __iter__ sees each one.
-    # (Under a tf.distribute strategy the distributed dataset makes them and the count stays 0.)
-    count = [0]
-    base = type(dataset)
-
-    class Counted(base):
-        def __iter__(self):
-            count[0] += 1
-            return super().__iter__()
-
-    Counted.__name__ = Counted.__qualname__ = base.__name__
-    dataset.__class__ = Counted
-    return count
-
-
-def backup_epoch(backup_dir: Path) -> int:
-    """Epochs finished according to an ``ExactBackup`` folder (0 when there is none)."""
-    meta = Path(backup_dir) / "training_metadata.json"
-    return int(read_json(meta).get("epoch", 0)) if meta.exists() else 0
-
-
-def _plain_number(value):
-    return float(value) if isinstance(value, (np.floating, np.integer)) else value
-
-
-def _trim_history(path: Path, epochs: int) -> None:
-    # Rows of epochs after the backup were logged by a run killed before it could commit them.
-    if not path.exists():
-        return
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs]
-    if len(kept) != len(rows):
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        tmp.replace(path)
+from lstm_recipes.rundir import read_json, write_json
 
 
 def optimizer(config) -> keras.optimizers.Optimizer:
@@ -294,91 +63,6 @@ def schedule_callbacks(config) -> list:
     return callbacks
 
 
-def check_run_dir(module, run_dir: Path | None) -> None:
-    """Refuse, before any work, a ``--run-dir`` that is a file or holds another recipe's run.
-
-    Args:
-        module: the recipe module.
-        run_dir: the folder given, or None.
-    """
-    if run_dir is None:
-        return
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"expected --run-dir to be a folder, found a file at {run_dir}")
-    if (run_dir / "run.json").exists():
-        info = read_json(run_dir / "run.json")
-        if info.get("recipe") != module.RECIPE_SOURCE:
-            raise UserError(
-                f"{run_dir} holds a run of recipe {info.get('recipe')!r}, expected "
-                f"{module.RECIPE_SOURCE!r}; use a new --run-dir (nothing was changed)"
-            )
-
-
-def open_run(module, config, run_dir: Path | None, started: dict) -> tuple[Path, dict]:
-    """Create a run directory or reopen one to resume; refuse one made with another config.
-
-    Args:
-        module: the recipe module.
-        config: the resolved config.
-        run_dir: the folder, or None for a new timestamped one.
-        started: how the run was started (data specs, preset, overrides) for ``run.json``.
-    """
-    run_dir = run_dir or default_run_dir(module)
-    config_dict = dataclasses.asdict(config)
-    if (run_dir / "run.json").exists():
-        info = read_json(run_dir / "run.json")
-        saved = read_json(run_dir / "config.json")
-        # A field added since the run was made (e.g. strategy) counts as its default.
-        defaults = {f.name: f.default for f in dataclasses.fields(config)}
-        diff = [
-            f"{k}: {saved.get(k, defaults[k])!r} -> {v!r}"
-            for k, v in config_dict.items()
-            if saved.get(k, defaults[k]) != _jsonable(v)
-        ]
-        if (
-            diff
-            or info.get("data") != started.get("data")
-            or info.get("test_data") != started.get("test_data")
-        ):
-            raise UserError(
-                f"{run_dir} holds a run started with other settings ({'; '.join(diff) or 'data'}); "
-                "use a new --run-dir, or the same command to resume it"
-            )
-        print(f"resuming the run in {run_dir}", flush=True)
-        return run_dir, info
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"expected --run-dir to be new or a run directory, found other files in {run_dir}"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    info = {
-        **started,
-        "recipe": module.RECIPE_SOURCE,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "state": "started",
-    }
-    _write_json(run_dir / "config.json", config_dict)
-    _write_json(run_dir / "run.json", info)
-    return run_dir, info
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value))
-
-
-def load_run(run_dir: Path):
-    """(recipe module, config, run info) of an existing run directory."""
-    info = read_json(run_dir / "run.json")
-    module = recipe_lib.load_recipe(info["recipe"])
-    config = recipe_lib.config_from_dict(module, read_json(run_dir / "config.json"))
-    return module, config, info
-
-
-def set_state(run_dir: Path, info: dict, state: str, **extra) -> None:
-    info.update(state=state, **extra)
-    _write_json(run_dir / "run.json", info)
-
-
 def preprocessing(module, config, splits, run_dir: Path) -> dict:
     """The run's fitted preprocessing state: fitted on the train split once, then reloaded."""
     path = run_dir / "preprocessing.json"
@@ -389,7 +73,7 @@ def preprocessing(module, config, splits, run_dir: Path) -> dict:
     takes_run_dir = "run_dir" in inspect.signature(module.fit_preprocessing).parameters
     extra = {"run_dir": run_dir} if takes_run_dir else {}
     prep = module.fit_preprocessing(config, splits.train, **extra)
-    _write_json(path, prep)
+    write_json(path, prep)
     print(f"preprocessing fitted on the train split in {time.time() - t0:.1f}s", flush=True)
     return prep
 
@@ -459,9 +143,9 @@ def fit(
     ]
     # Rows of epochs after the backup were logged by a run killed before it committed them;
     # they will be run again. (Before CSVLogger opens the file.)
-    _trim_history(run_dir / "history.csv", backup_epoch(run_dir / "backup"))
+    trim_history(run_dir / "history.csv", backup_epoch(run_dir / "backup"))
     verbose = 1 if sys.stdout.isatty() else 2
-    with warnings.catch_warnings(), distribute.keras_fit_workaround(strategy, model):
+    with warnings.catch_warnings(), compat.multi_worker_fit(strategy, model):
         # Bucketed datasets have no known length; Keras warns at each epoch's end that the
         # input "ran out of data", which is how every epoch ends here.
         warnings.filterwarnings("ignore", message=".*ran out of data.*")
@@ -525,67 +209,3 @@ def predictions(model: keras.Model, dataset: tf.data.Dataset):
         outputs.append(predict(x).numpy())
         targets.append(y.numpy())
     return targets, outputs
-
-
-def evaluate(module, config, prep, model, splits, run_dir: Path) -> dict:
-    """Test-split metrics from the recipe, saved to ``metrics.json`` with learning curves."""
-    t0 = time.time()
-    metrics = module.evaluate(config, model, prep, splits.test, run_dir)
-    metrics["eval_seconds"] = round(time.time() - t0, 1)
-    _write_json(run_dir / "metrics.json", metrics)
-    plots.learning_curves(run_dir / "history.csv", run_dir / "plots" / "learning_curves.png")
-    return metrics
-
-
-def export(module, config, prep, model, run_dir: Path) -> tuple[Path, dict]:
-    """A new verified SavedModel version under ``run_dir/export``; returns (path, signatures)."""
-    serving = module.serving(config, model, prep)
-    signatures = export_lib.signature_summary(serving.endpoints)
-    metadata = {"recipe": recipe_lib.recipe_name(module), "signatures": signatures}
-    path = export_lib.export_saved_model(serving, run_dir / "export", metadata)
-    return path, signatures
-
-
-def model_card(
-    module, config, run_dir: Path, info: dict, sizes: dict, metrics: dict, signatures: dict
-) -> Path:
-    """Write ``model_card.md``: data, config, metrics and export signatures of the run."""
-    headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    lines = [
-        f"# Model card: {recipe_lib.recipe_name(module)} ({module.TOPOLOGY})",
-        "",
-        f"Run directory `{run_dir}`, created {info.get('created')}.",
-        "",
-        "## Data",
-        f"- training data: `{info.get('data')}`; test data: `{info.get('test_data') or 'carved from the training data'}`",
-        "- examples: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()),
-        "",
-        "## Config",
-        f"Preset `{info.get('preset')}` with overrides {info.get('overrides') or 'none'}:",
-        "",
-        "| field | value |",
-        "|---|---|",
-        *[f"| {k} | `{v}` |" for k, v in dataclasses.asdict(config).items()],
-        "",
-        "## Test metrics",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *[
-            f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-            for k, v in headline.items()
-        ],
-        "",
-        "## Export signatures",
-        "",
-    ]
-    for name, sig in signatures.items():
-        ins = ", ".join(f"{k}: {v}" for k, v in sig["inputs"].items())
-        outs = ", ".join(f"{k}: {v}" for k, v in sig["outputs"].items())
-        lines.append(f"- `{name}({ins}) -> {{{outs}}}`")
-    if isinstance(metrics.get("sample"), str):
-        lines += ["", "## Sample", "", "```", metrics["sample"], "```"]
-    lines += ["", "Plots: `plots/`. Training history: `history.csv`. TensorBoard: `logs/`.", ""]
-    path = run_dir / "model_card.md"
-    path.write_text("\n".join(lines))
-    return path

@@ -13,16 +13,14 @@ from lstm_recipes import ablation
 from lstm_recipes.cli import main
 
 
-@pytest.mark.parametrize("t", [0.3, 1.0, 2.5, 7.0])
-def test_t_tail_matches_closed_forms(t):
-    # df = 1 is the Cauchy distribution; df = 2 has P(|T| > t) = 1 - t / sqrt(2 + t^2).
-    assert ablation.student_t_sf2(t, 1) == pytest.approx(1 - 2 * math.atan(t) / math.pi, abs=1e-10)
-    assert ablation.student_t_sf2(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-10)
-
-
-def test_t_tail_large_df_is_normal():
-    # Two-sided normal tail at 1.96 is 0.04999579.
-    assert ablation.student_t_sf2(1.959963985, 1e7) == pytest.approx(0.05, abs=1e-6)
+@pytest.mark.parametrize("gap", [0.05, 0.3, 2.0])
+def test_welch_matches_the_closed_form_at_two_degrees_of_freedom(gap):
+    # Two samples of two values with equal spread: df = 2, where Student's t has the closed
+    # form P(|T| > t) = 1 - t / sqrt(2 + t^2).
+    t, df, p = ablation.welch([0.0, 0.1], [gap, gap + 0.1])
+    assert df == pytest.approx(2.0)
+    assert t == pytest.approx(-gap / math.sqrt(0.005 / 2 * 2))
+    assert p == pytest.approx(1 - abs(t) / math.sqrt(2 + t * t), abs=1e-10)
 
 
 def test_welch_known_example():

@@ -119,9 +119,9 @@ def test_export_matches_the_in_process_sampler_and_is_reproducible(char_run):
     assert runs[0]["ZZ ✨|5"].startswith("ZZ ✨")
     assert runs[0]["bits"][1] == 0.0 and runs[0]["bits"][2] > runs[0]["bits"][0]
 
-    from lstm_recipes import training
+    from lstm_recipes import rundir, training
 
-    module, config, _ = training.load_run(char_run)
+    module, config, _ = rundir.load_run(char_run)
     prep = json.loads((char_run / "preprocessing.json").read_text())
     model = training.load_model(module, config, prep, char_run)
     generator = char_lm.Generator(config, model, prep)

@@ -110,7 +110,7 @@ def test_diagnose_cli_writes_plot_and_csv(tiny_sentiment_run, tmp_path):
 
 def test_diagnose_cli_errors(tmp_path, tiny_sentiment_run):
     result = CliRunner().invoke(main, ["diagnose", str(tmp_path)])
-    assert result.exit_code == 2 and "expected a run directory" in result.output
+    assert result.exit_code == 2 and "is it a run directory?" in result.output
     both = CliRunner().invoke(
         main, ["diagnose", str(tiny_sentiment_run), "--at-init", "--with-init"]
     )

@@ -1,5 +1,6 @@
-"""tf.distribute strategies: bad settings, two real workers, resume from the chief's backup, and
-the tripwire for the Keras 3.15 multi-worker workaround.
+"""tf.distribute strategies: bad settings, two real workers, resume from the chief's backup.
+
+The tripwire for the Keras 3.15 multi-worker workaround is in tests/test_compat.py.
 
 `--strategy mirrored` itself is exercised for every recipe by tests/test_contract.py.
 """
@@ -17,7 +18,6 @@ import tensorflow as tf
 from click.testing import CliRunner
 from conftest import MIRRORED, cli_command, make_reviews, write_csv
 
-from lstm_recipes import distribute
 from lstm_recipes.cli import main
 
 STRATEGIES = "default, mirrored, multi-worker, tpu"
@@ -162,14 +162,14 @@ def tiny_model() -> keras.Model:
 
 
 def test_a_restarted_worker_resumes_from_the_chiefs_backup_without_writing_it(tmp_path):
-    from lstm_recipes import training
+    from lstm_recipes import checkpoints
 
     x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     chief = tmp_path / "chief"
 
     def backup(folder, restore_dir=None):
-        return training.ExactBackup(str(folder), data, {}, restore_dir=restore_dir)
+        return checkpoints.ExactBackup(str(folder), data, {}, restore_dir=restore_dir)
 
     chief_backup = backup(chief)
     chief_backup.delete_checkpoint = False
@@ -179,45 +179,3 @@ def test_a_restarted_worker_resumes_from_the_chiefs_backup_without_writing_it(tm
     history = tiny_model().fit(data, epochs=3, verbose=0, callbacks=[worker])
     assert history.epoch == [2]  # resumed after the chief's two epochs
     assert {p.name: p.read_bytes() for p in chief.iterdir()} == saved
-
-
-def test_keras_still_needs_the_multi_worker_workaround():
-    """Keras's own reduce paths, unpatched, under a multi-worker strategy.
-
-    If this fails, a Keras release changed them: when they no longer fail, drop
-    ``distribute.keras_fit_workaround``; when a newer Keras still fails, raise
-    ``distribute.WORKAROUND_UNTIL`` (and check the two-worker test passes).
-    """
-    from keras.src.backend.tensorflow import trainer
-
-    strategy = tf.distribute.MultiWorkerMirroredStrategy._from_local_devices(["/cpu:0", "/cpu:1"])
-    # Two local replicas stand in for two workers: Keras picks its reduce paths by this flag.
-    strategy.extended._in_multi_worker_mode = lambda: True
-    failures = []
-    logs = strategy.run(lambda: {"loss": tf.constant(1.0)})
-    try:  # tensorflow#72388: scalar logs reduced along axis 0
-        trainer.reduce_per_replica(logs, strategy, "auto")
-    except ValueError as e:
-        assert "Invalid reduction dimension 0" in str(e)
-        failures.append("scalar logs")
-    with strategy.scope():
-        model = tiny_model()
-    dataset = tf.data.Dataset.from_tensor_slices((np.ones((8, 2), "float32"), np.ones((8, 1))))
-    iterator = trainer.TFEpochIterator(
-        x=dataset.batch(4), distribute_strategy=strategy, steps_per_execution=1
-    )
-    try:  # keras#20329: the first input batch reduced across workers before the first step
-        model._maybe_symbolic_build(iterator=iterator)
-    except ValueError:
-        failures.append("first batch")
-    version = tuple(int(part) for part in keras.__version__.split(".")[:2])
-    if version <= distribute.WORKAROUND_UNTIL:
-        assert distribute.needs_keras_workaround(strategy)
-        assert failures == ["scalar logs", "first batch"], (
-            f"Keras {keras.__version__} no longer fails there (only in {failures}): "
-            "drop or shrink distribute.keras_fit_workaround"
-        )
-    else:
-        assert not failures, (
-            f"Keras {keras.__version__} still fails in {failures}: raise distribute.WORKAROUND_UNTIL"
-        )

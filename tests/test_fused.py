@@ -95,12 +95,12 @@ def test_fused_layer_trains_like_keras_in_a_bidirectional_model():
 def test_fused_layer_runs_the_fused_loop_and_can_be_switched_off(monkeypatch):
     layer = fused.LSTM(4)
     layer.build((2, 3, 5))
-    assert layer._fused_ok()
-    assert not fused.LSTM(4, recurrent_dropout=0.1)._fused_ok()
-    assert not fused.LSTM(4, activation="relu")._fused_ok()
-    assert not fused.LSTM(4, use_cudnn=False)._fused_ok()
+    assert layer.own_loop_applies()
+    assert not fused.LSTM(4, recurrent_dropout=0.1).own_loop_applies()
+    assert not fused.LSTM(4, activation="relu").own_loop_applies()
+    assert not fused.LSTM(4, use_cudnn=False).own_loop_applies()
     monkeypatch.setenv("LSTM_RECIPES_FUSED", "0")
-    assert not layer._fused_ok()
+    assert not layer.own_loop_applies()
 
     # the traced graph differs: only the fused loop has a hand-written gradient
     def op_types(ok):

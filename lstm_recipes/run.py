@@ -1,0 +1,214 @@
+"""A ``Run``: train, evaluate and export one recipe in one run directory, or reopen it.
+
+The CLI's ``run``/``train``/``evaluate``/``export`` commands, ``ablate`` and ``diagnose`` all go
+through this class, so a run directory means the same thing whichever made it::
+
+    run = Run.train("sentiment", data="reviews.csv", preset="tiny")
+    metrics = run.evaluate()
+    path = run.export()
+
+    run = Run.reopen(Path("runs/sentiment/20261202-101500"))  # later, or in another process
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import types
+from pathlib import Path
+
+import keras
+
+from lstm_recipes import card, distribute, plots, rundir, training
+from lstm_recipes import export as export_lib
+from lstm_recipes import recipe as recipe_lib
+from lstm_recipes.data import Splits
+from lstm_recipes.errors import UserError
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclasses.dataclass
+class Run:
+    """A recipe's run directory with its data, fitted preprocessing and trained model.
+
+    Args:
+        module: the recipe module.
+        config: the resolved config.
+        run_dir: the run directory.
+        info: the content of ``run.json`` (how it was started, how far it got).
+        splits: the data splits.
+        prep: the preprocessing state fitted on the train split.
+        model: the model with the best validation weights.
+    """
+
+    module: types.ModuleType
+    config: object
+    run_dir: Path
+    info: dict
+    splits: Splits
+    prep: dict
+    model: keras.Model
+
+    @classmethod
+    def train(
+        cls,
+        recipe: str,
+        data: str = "builtin",
+        test_data: str | None = None,
+        preset: str = "default",
+        overrides: tuple[str, ...] = (),
+        run_dir: Path | None = None,
+        strategy: str | None = None,
+        cpu_devices: int = 0,
+    ) -> Run | None:
+        """Train a recipe in a new run directory, or resume or reuse the one given.
+
+        Args:
+            recipe: a built-in recipe name or a path to a recipe ``.py`` file.
+            data: the ``--data`` spec.
+            test_data: a separate test spec, or None to carve the test split from ``data``.
+            preset: a preset name of the recipe.
+            overrides: ``KEY=VALUE`` config changes.
+            run_dir: the run directory (None: ``runs/<recipe>/<timestamp>``).
+            strategy: a ``tf.distribute`` strategy name (None: the config's).
+            cpu_devices: with ``mirrored`` and no GPU, mirror over this many logical CPUs.
+
+        Returns:
+            The trained run; None on a multi-worker job's worker that is not the chief (it
+            trains the same steps in a temporary folder; the chief writes the run directory).
+        """
+        module = recipe_lib.load_recipe(recipe)
+        if strategy is not None:
+            distribute.check_name(strategy)
+            if "strategy" not in {f.name for f in dataclasses.fields(module.Config)}:
+                raise UserError(
+                    f"expected recipe {recipe}'s Config to have a `strategy` field for "
+                    '--strategy, found none; add `strategy: distribute.Strategy = "default"`'
+                )
+            overrides = (*overrides, f"strategy={strategy}")
+        config = recipe_lib.resolve_config(module, preset, overrides)
+        strategy = getattr(config, "strategy", "default")
+        if cpu_devices > 1 and strategy != "mirrored":
+            raise UserError(
+                f"expected --cpu-devices with --strategy mirrored, got it with {strategy}"
+            )
+        # Before anything else touches TensorFlow: devices and the cluster are fixed at start-up.
+        engine = None
+        if strategy != "default":
+            engine = distribute.make_strategy(strategy, cpu_devices)
+            _say(distribute.describe(strategy, engine))
+            if not distribute.is_chief(engine):
+                _train_worker(module, config, data, test_data, run_dir, engine)
+                return None
+        started = {
+            "data": data,
+            "test_data": test_data,
+            "preset": preset,
+            "overrides": list(overrides),
+        }
+        # Data first: a run directory made for data that cannot be read would refuse the fixed
+        # command ("started with other settings").
+        rundir.check_run_dir(module, run_dir)
+        splits = module.load_data(config, data, test_data)
+        run_dir, info = rundir.open_run(module, config, run_dir, started)
+        _say(f"run directory: {run_dir}")
+        sizes = splits.sizes()
+        _say(f"data: {splits.source}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+        prep = training.preprocessing(module, config, splits, run_dir)
+        if info.get("state") in ("trained", "evaluated", "exported"):
+            _say("training already finished in this run directory; reusing its best weights")
+            model = training.load_model(module, config, prep, run_dir)
+        else:
+            model = training.fit(module, config, prep, splits, run_dir, engine)
+            rundir.set_state(run_dir, info, "trained", sizes=sizes)
+            if engine is not None:
+                _say(f"trained weights: {training.fingerprint(model)}")
+        return cls(module, config, run_dir, info, splits, prep, model)
+
+    @classmethod
+    def reopen(cls, run_dir: Path, data: str | None = None) -> Run:
+        """A trained run directory with its data, preprocessing and best weights.
+
+        Args:
+            run_dir: the run directory.
+            data: other data to load instead of the run's own (its test split is then the
+                data's test split, or a carved one).
+        """
+        run_dir = Path(run_dir)
+        if not (run_dir / "run.json").exists():
+            raise UserError(f"expected run.json in {run_dir}; is it a run directory?")
+        module, config, info = rundir.load_run(run_dir)
+        if data is None:
+            splits = module.load_data(config, info["data"], info.get("test_data"))
+        else:
+            splits = module.load_data(config, data, None)
+        prep = rundir.read_json(run_dir / "preprocessing.json")
+        model = training.load_model(module, config, prep, run_dir)
+        info.setdefault("sizes", splits.sizes())
+        return cls(module, config, run_dir, info, splits, prep, model)
+
+    @property
+    def name(self) -> str:
+        """The recipe's short name."""
+        return recipe_lib.recipe_name(self.module)
+
+    def evaluate(self) -> dict:
+        """Test-split metrics, saved to ``metrics.json`` with the learning curves."""
+        t0 = time.time()
+        metrics = self.module.evaluate(
+            self.config, self.model, self.prep, self.splits.test, self.run_dir
+        )
+        metrics["eval_seconds"] = round(time.time() - t0, 1)
+        rundir.write_json(self.run_dir / "metrics.json", metrics)
+        plots.learning_curves(
+            self.run_dir / "history.csv", self.run_dir / "plots" / "learning_curves.png"
+        )
+        rundir.set_state(self.run_dir, self.info, "evaluated")
+        headline = {
+            k: v for k, v in metrics.items() if isinstance(v, float) and k != "eval_seconds"
+        }
+        _say("test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+        return metrics
+
+    def export(self) -> Path:
+        """A new SavedModel version under ``export/``, verified in a fresh process, and the
+        model card; returns the version's path."""
+        _say("exporting and verifying the SavedModel in a fresh process...")
+        serving = self.module.serving(self.config, self.model, self.prep)
+        signatures = export_lib.signature_summary(serving.endpoints)
+        metadata = {"recipe": self.name, "signatures": signatures}
+        path = export_lib.export_saved_model(serving, self.run_dir / "export", metadata)
+        rundir.set_state(self.run_dir, self.info, "exported", export=str(path))
+        metrics_path = self.run_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        card.write(
+            self.module,
+            self.config,
+            self.run_dir,
+            self.info,
+            self.info.get("sizes", {}),
+            metrics,
+            signatures,
+        )
+        return path
+
+
+def _train_worker(module, config, data, test_data, run_dir, strategy) -> None:
+    """A multi-worker job's other workers: the same data, preprocessing (fitted identically,
+    from the same data and seed) and training steps as the chief, in a temporary folder."""
+    info = run_dir / "run.json" if run_dir is not None else None
+    if info and info.exists() and rundir.read_json(info).get("state") != "started":
+        _say("training already finished in this run directory; nothing to do")
+        return
+    with distribute.worker_dir() as tmp:
+        splits = module.load_data(config, data, test_data)
+        prep = training.preprocessing(module, config, splits, tmp)
+        # Resume from the chief's backup when the run directory is on shared storage.
+        restore_from = (run_dir or tmp) / "backup"
+        model = training.fit(module, config, prep, splits, tmp, strategy, restore_from)
+        _say(f"trained weights: {training.fingerprint(model)}")
+    _say("done; the chief writes the run directory, checkpoints and export")
