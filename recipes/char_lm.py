@@ -15,6 +15,9 @@ Expect validation loss about 1.47 nats/char in about 6 minutes. On tiny-shakespe
     lstm-recipes run char_lm --preset shakespeare \\
         --data ../shared/data/charlm/tinyshakespeare/input.txt
 
+(``input.txt`` is Karpathy's tiny-shakespeare from the char-rnn repository,
+``data/tinyshakespeare/input.txt``; ``--data tfds:tiny_shakespeare`` is the same text.)
+
 Measured: validation loss 1.480 nats/char (2.135 bits/char) in 25 minutes on 2 CPU cores
 (benchmarks/RESULTS.md has the run and a sample).
 

@@ -175,4 +175,12 @@ def test_every_recipe_runs_exports_and_serves_another_cell(recipe, cell, example
         assert any(shape[:2] == [2, 40] for shape in shapes.values()), shapes
         return
     result = cli_ok("predict", str(run_dir), "--json", *example)
-    assert result.output.strip(), "predict printed nothing"
+    (row,) = [json.loads(line) for line in result.output.splitlines()]
+    prep = json.loads((run_dir / "preprocessing.json").read_text())
+    if recipe == "char_lm":  # the prompt and 5 more characters
+        assert row["text"].startswith("ab") and len(row["text"]) == 7, row
+    elif recipe == "sentiment":
+        assert row["label"] in prep["labels"] and sum(row["probabilities"]) == pytest.approx(1)
+    else:  # translation: detokenized text, the decoder's markers stripped
+        assert row["text"] == example[0] and isinstance(row["translation"], str), row
+        assert "[START]" not in row["translation"] and "[END]" not in row["translation"], row

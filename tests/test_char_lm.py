@@ -156,6 +156,24 @@ def test_too_short_text_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "expected at least 66 training" in result.output
 
 
+def test_test_metrics_come_from_text_that_did_not_pick_the_checkpoint(tmp_path):
+    # Without --test-data the test part is carved after the validation part; with it, the
+    # validation part is the text's end and the test text is the file given.
+    path = tmp_path / "t.txt"
+    path.write_text("".join(f"line {i}. " for i in range(2000)), encoding="utf-8")
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_examples=0", "test_size=0.1"])
+    splits = char_lm.load_data(config, str(path))
+    text = path.read_text(encoding="utf-8")
+    assert splits.train + splits.validation + splits.test == text
+    assert splits.test and splits.test not in splits.validation
+    assert len(splits.test) == round(0.1 * len(text))
+    other = tmp_path / "other.txt"
+    other.write_text("another text. " * 100, encoding="utf-8")
+    given = char_lm.load_data(config, str(path), str(other))
+    assert given.test == other.read_text(encoding="utf-8")
+    assert given.train + given.validation == text
+
+
 def test_stateful_training_runs(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("abcdefgh " * 3000, encoding="utf-8")
@@ -222,10 +240,9 @@ def test_data_forms_text_gzip_folder_and_tfds(tmp_path):
     with gzip.open(tmp_path / "texts" / "b.txt.gz", "wt", encoding="utf-8") as f:
         f.write("second part. " * 50)
     splits = char_lm.load_data(config, str(tmp_path / "texts"))
-    whole = splits.train + splits.validation
+    whole = splits.train + splits.validation + splits.test
     assert whole.startswith("first part.") and whole.endswith("second part. ")
-    assert len(splits.validation) == len(whole) - int(len(whole) * 0.9)
-    assert splits.test == splits.validation
+    assert len(splits.validation) == len(splits.test) == round(0.05 * len(whole))
 
     tfds = pytest.importorskip("tensorflow_datasets")
     short = recipe_lib.resolve_config(char_lm, "tiny", ["seq_length=4"])

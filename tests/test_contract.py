@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 import pytest
 from click.testing import CliRunner
@@ -43,10 +44,14 @@ def test_recipe_runs_tiny_end_to_end(name, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "strategy: mirrored, 2 replica(s) in sync" in result.output
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics
-    meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
     module = recipe_lib.load_recipe(name)
+    main_metric = getattr(module, "MAIN_METRIC", "accuracy")
+    assert isinstance(metrics.get(main_metric), float), f"no test {main_metric} in {metrics}"
+    assert math.isfinite(metrics[main_metric])
+    meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
     # A recipe with several input kinds exports the signatures of the kind it was trained on.
     assert "serving_default" in meta["signatures"]
     assert set(meta["signatures"]) <= set(module.SIGNATURES)
-    assert (run_dir / "model_card.md").exists()
+    assert (
+        f"| {main_metric} | {metrics[main_metric]:.4f} |" in (run_dir / "model_card.md").read_text()
+    )

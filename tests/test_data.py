@@ -198,3 +198,12 @@ def test_quantile_buckets_pad_less_than_geometric_ones():
     assert rows == len(lengths) and real == int(lengths.sum())
     assert real / padded > 0.93
     assert text_lib.quantile_boundaries([]) == [1]
+
+
+def test_readme_states_the_offline_timeout_the_code_uses():
+    from conftest import REPO
+
+    from lstm_recipes.data import tfds as tfds_adapter
+
+    readme = (REPO / "README.md").read_text()
+    assert f"fail within {tfds_adapter.NETWORK_TIMEOUT_SECONDS:g} seconds" in readme

@@ -90,3 +90,39 @@ def test_config_round_trips_through_json_form():
     module = recipe_lib.load_recipe("sentiment")
     config = module.PRESETS["imdb"]
     assert recipe_lib.config_from_dict(module, dataclasses.asdict(config)) == config
+
+
+@pytest.mark.parametrize("name", recipe_lib.list_recipes())
+def test_every_integer_field_has_a_checked_minimum(name):
+    import typing
+
+    module = recipe_lib.load_recipe(name)
+    hints = typing.get_type_hints(module.Config)
+    for field in dataclasses.fields(module.Config):
+        if hints[field.name] is not int:
+            continue
+        with pytest.raises(UserError, match=f"--set {field.name}: expected at least"):
+            recipe_lib.resolve_config(module, "tiny", [f"{field.name}=-1"])
+
+
+@pytest.mark.parametrize("name", recipe_lib.list_recipes())
+def test_one_name_per_meaning_in_every_recipe(name):
+    fields = {f.name for f in dataclasses.fields(recipe_lib.load_recipe(name).Config)}
+    assert not fields & set(recipe_lib.RENAMED), "an old config name is back"
+    for canonical in ("validation_size", "max_examples"):
+        assert canonical in fields, f"{name} lacks {canonical}"
+
+
+def test_old_config_names_give_the_new_one_on_the_command_line():
+    from click.testing import CliRunner
+
+    from lstm_recipes.cli import main
+
+    for item, new in [("encoder_layers=0", "layers"), ("max_pairs=10", "max_examples")]:
+        result = CliRunner().invoke(main, ["train", "translation", "--set", item])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines() == [
+            f"Error: config key {item.split('=')[0]!r} is now called {new!r}: --set {new}=..."
+        ]
+    zero = CliRunner().invoke(main, ["train", "translation", "--set", "layers=0"])
+    assert zero.exit_code == 2 and "--set layers: expected at least 1, got '0'" in zero.output

@@ -149,7 +149,7 @@ def bucketed_batches(
     """Batches of similar-length examples, right-padded to each batch's longest, prefetched.
 
     Bucketing processed 1.6-1.7x more real tokens per second than padding everything to the
-    longest (STACK.md); the bucket edges are quantiles of these examples' lengths
+    longest (measured on 2 CPU cores with lengths spread over 20..400 tokens); the bucket edges are quantiles of these examples' lengths
     (``quantile_boundaries``). Right padding with ``mask_zero`` keeps the fast LSTM kernel.
 
     Args:
