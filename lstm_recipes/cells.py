@@ -118,6 +118,7 @@ def recurrent_layer(
     return layers.RNN(LSTMVariantCell(units, cell), **common)
 
 
+@keras.saving.register_keras_serializable(package="lstm_recipes")
 class LSTMVariantCell(layers.Layer):
     """One step of the paper's vanilla LSTM or one of its variants (see the module docstring).
 
@@ -198,6 +199,3 @@ class LSTMVariantCell(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "variant": self.variant}
-
-
-keras.saving.register_keras_serializable(package="lstm_recipes")(LSTMVariantCell)

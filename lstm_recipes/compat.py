@@ -193,6 +193,7 @@ def multi_worker_fit(strategy, model: keras.Model):
 # ----------------------------------------------------------------------------- LSTM step loop
 
 
+@keras.saving.register_keras_serializable(package="lstm_recipes")
 class LSTMLoopHook(keras.layers.LSTM):
     """``keras.layers.LSTM`` whose step loop a subclass may replace.
 

@@ -69,3 +69,23 @@ def test_imports_have_no_cycles_and_the_library_never_imports_a_recipe():
     for node in graph:
         if node not in state:
             visit(node, [])
+
+
+def test_every_keras_layer_of_the_package_is_registered():
+    import importlib
+    import inspect
+
+    import keras
+
+    unregistered = []
+    for path in sources():
+        module = importlib.import_module(module_name(path))
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__ or not issubclass(cls, keras.layers.Layer):
+                continue
+            if keras.saving.get_registered_name(cls) != f"lstm_recipes>{cls.__name__}":
+                unregistered.append(f"{module.__name__}.{cls.__name__}")
+    assert not unregistered, (
+        "decorate with @keras.saving.register_keras_serializable(package='lstm_recipes'): "
+        + ", ".join(unregistered)
+    )
