@@ -58,6 +58,8 @@ def test_every_pairs_form_reads_the_same_pairs(tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("spa-eng/_about.txt", "about this file")
         z.writestr("spa-eng/spa.txt", tsv.read_text(encoding="utf-8"))
+    zipped_gz = tmp_path / "spa-eng.zip.gz"
+    zipped_gz.write_bytes(gzip.compress(archive.read_bytes()))
     (tmp_path / "train.en").write_text("\n".join(s for s, _ in pairs) + "\n", encoding="utf-8")
     (tmp_path / "train.es.gz").write_bytes(gzip.compress("\n".join(t for _, t in pairs).encode()))
     jsonl = tmp_path / "pairs.jsonl"
@@ -66,11 +68,33 @@ def test_every_pairs_form_reads_the_same_pairs(tmp_path):
         parallel.read_pairs(str(tsv)),
         parallel.read_pairs(str(gz)),
         parallel.read_pairs(str(archive)),
+        parallel.read_pairs(str(zipped_gz)),
         parallel.read_pairs(f"{tmp_path / 'train.en'},{tmp_path / 'train.es.gz'}"),
         parallel.read_pairs(str(jsonl), "en", "es"),
     ]
     for read, _source in forms:
         assert read == pairs
+
+
+def test_zip_gz_is_read_as_data_forms_promises_and_a_bad_one_is_named(tmp_path):
+    assert any(".zip[.gz]" in form for form in translation.DATA_FORMS)
+    pairs = number_pairs(60)
+    inner = tmp_path / "inner.zip"
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("pairs.tsv", write_tsv(tmp_path / "p.tsv", pairs).read_text(encoding="utf-8"))
+    good = tmp_path / "pairs.zip.gz"
+    good.write_bytes(gzip.compress(inner.read_bytes()))
+    assert parallel.read_pairs(str(good))[0] == pairs
+    splits = translation.load_data(TINY, str(good))
+    assert sorted(splits.train + splits.validation + splits.test) == sorted(pairs)
+    not_gzip = tmp_path / "plain.zip.gz"
+    not_gzip.write_bytes(inner.read_bytes())
+    with pytest.raises(UserError, match="expected a zip archive at .*plain.zip.gz"):
+        parallel.read_pairs(str(not_gzip))
+    not_zip = tmp_path / "text.zip.gz"
+    not_zip.write_bytes(gzip.compress(b"one\tuno\n"))
+    with pytest.raises(UserError, match="expected a zip archive at .*text.zip.gz"):
+        parallel.read_pairs(str(not_zip))
 
 
 def test_pairs_errors_name_the_file_line_and_what_was_expected(tmp_path):
