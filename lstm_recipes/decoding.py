@@ -202,7 +202,7 @@ def search_attention_decoder(
     beam_width: int = 1,
     length_penalty: float = 0.6,
 ):
-    """Greedy (``beam_width`` 1) or beam search through a ``blocks.AttentionDecoder``.
+    """Greedy (``beam_width`` 1) or beam search through an ``attention.AttentionDecoder``.
 
     Returns (batch, steps) output ids, each row ending in ``end_id`` repeats.
 

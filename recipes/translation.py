@@ -1,11 +1,11 @@
 """Translation: many-to-many with different lengths. A sentence in, a sentence out.
 
 Encoder: source embedding -> stacked bidirectional LSTM (masked, the fast kernel). Its final
-states start the decoder through a small bridge; the decoder is ``blocks.AttentionDecoder``:
+states start the decoder through a small bridge; the decoder is ``attention.AttentionDecoder``:
 an LSTM over the target (teacher-forced in training, so it stays on the fast kernel) with
 Luong attention after it (``dot`` or ``general``) or Bahdanau's ``additive`` scores.
-Decoding is ``decoding.greedy`` / ``decoding.beam_search``, the same graph functions in
-evaluation and in the exported model.
+Search (greedy and beam, ``seq2seq.AttentionSearch``, shared with captioning) is the same
+graph function in evaluation and in the exported model.
 
 Run it on the built-in sample (20,000 generated pairs, synthetic: dates written 14 ways in four
 languages -> ISO 8601), a few minutes on 2 CPU cores:
@@ -17,6 +17,9 @@ Expect exact match 1.00 and BLEU 100 on the 2,000 test dates, greedy and beam (m
 
     lstm-recipes run translation --preset spa-eng \\
         --data ../shared/data/translation/spa-eng/spa-eng.zip
+
+(the same file: https://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip, the
+Tatoeba pairs of the TensorFlow tutorials; README.md says more.)
 
 Expect BLEU about 43 with beam search (measured 42.85; greedy 40.36) on the 2,000 test pairs
 after 42 minutes of training on 2 CPU cores (benchmarks/RESULTS.md).
@@ -38,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import blocks, cells, decoding, distribute, metrics, plots, training
+from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
 from lstm_recipes.data import Splits, limit, make_splits, parallel
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
@@ -64,10 +67,7 @@ MONITOR = "val_loss"
 MAIN_METRIC = "bleu_beam"  # the test metric `ablate` compares
 PREDICT_EXAMPLE = '"How are you?"'
 
-# Ids 0 and 1 are TextVectorization's padding and out-of-vocabulary; the markers follow. They
-# are ids, never text, so no standardization can produce or damage them.
-START, END = 2, 3
-MARKERS = ["[START]", "[END]"]
+START, END = seq2seq.START, seq2seq.END
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +210,7 @@ def fit_preprocessing(config: Config, train: list) -> dict:
     standardize = _standardize(config)
     source = text_lib.fit_vocabulary([s for s, _ in train], config.source_vocab, standardize)
     target = text_lib.fit_vocabulary([t for _, t in train], config.target_vocab - 2, standardize)
-    return {"source_vocabulary": source, "target_vocabulary": MARKERS + target}
+    return {"source_vocabulary": source, "target_vocabulary": seq2seq.MARKERS + target}
 
 
 def _vectorizers(config: Config, prep: dict):
@@ -294,7 +294,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     # the decoder and taught it to ignore the source (measured: BLEU < 1 after an epoch).
     h0 = keras.layers.Dense(config.decoder_units, activation="tanh", name="bridge_h")(h)
     c0 = keras.layers.Dense(config.decoder_units, activation="tanh", name="bridge_c")(c)
-    logits = blocks.AttentionDecoder(
+    logits = attention.AttentionDecoder(
         len(prep["target_vocabulary"]) + 2,
         config.embedding_dim,
         config.decoder_units,
@@ -314,101 +314,51 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     return model
 
 
-class Translator(tf.Module):
+def translator(config: Config, model: keras.Model, prep: dict) -> seq2seq.AttentionSearch:
     """Raw text in, text out: vectorize, encode once, search, detokenize; all in the graph."""
+    source_vectorizer, _ = _vectorizers(config, prep)
+    embedding, encoder = model.get_layer("source_embedding"), model.get_layer("encoder")
+    bridge_h, bridge_c = model.get_layer("bridge_h"), model.get_layer("bridge_c")
 
-    def __init__(self, config: Config, model: keras.Model, prep: dict):
-        super().__init__()
-        self.config = config
-        self.source_vectorizer, _ = _vectorizers(config, prep)
-        self.target_words = tf.constant(["", "[UNK]", *prep["target_vocabulary"]])
-        self.embedding = model.get_layer("source_embedding")
-        self.encoder = model.get_layer("encoder")
-        self.bridge_h = model.get_layer("bridge_h")
-        self.bridge_c = model.get_layer("bridge_c")
-        self.decoder = model.get_layer("decoder")
+    def source_ids(text):
+        ids = source_vectorizer(text)
+        return tf.cast(text_lib.dense_ids(ids, config.max_length), tf.int32)
 
-    def source_ids(self, text):
-        """(batch, steps >= 1) int32 source ids, cut to ``max_length``."""
-        ids = self.source_vectorizer(text)
-        return tf.cast(text_lib.dense_ids(ids, self.config.max_length), tf.int32)
-
-    def encode(self, ids):
+    def encode(ids):
         mask = tf.not_equal(ids, 0)
-        memory, h, c = self.encoder(self.embedding(ids), mask=mask, training=False)
-        return memory, mask, self.decoder.start_states(self.bridge_h(h), self.bridge_c(c))
+        memory, h, c = encoder(embedding(ids), mask=mask, training=False)
+        return memory, mask, bridge_h(h), bridge_c(c)
 
-    def search(self, ids, beam_width: int):
-        """(batch, steps) output ids, each row ending in END repeats."""
-        memory, mask, states = self.encode(ids)
-        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), -1)
-        real_length = tf.reduce_max(tf.concat([[0], lengths], 0))
+    def max_length(mask):
         # A translation seldom runs past twice its source; the cap stops a looping decoder.
-        max_length = tf.minimum(2 * real_length + 10, self.config.max_length + 10)
-        return decoding.search_attention_decoder(
-            self.decoder,
-            states,
-            memory,
-            mask,
-            START,
-            END,
-            max_length,
-            beam_width,
-            self.config.length_penalty,
-        )
+        longest = tf.reduce_max(tf.concat([[0], tf.reduce_sum(tf.cast(mask, tf.int32), -1)], 0))
+        return tf.minimum(2 * longest + 10, config.max_length + 10)
 
-    def words(self, out):
-        """Ragged output words (markers and padding removed, [UNK] kept)."""
-        return decoding.output_words(self.target_words, out, START, END)
-
-    def translate(self, text, beam_width: int):
-        words = self.words(self.search(self.source_ids(text), beam_width))
-        return text_lib.detokenize(tf.strings.reduce_join(words, axis=-1, separator=" "))
-
-    def attention(self, ids, out):
-        """(batch, output steps, source steps) attention weights for given outputs."""
-        memory, mask, states = self.encode(ids)
-        target_in = tf.concat([tf.fill([tf.shape(out)[0], 1], START), out[:, :-1]], 1)
-        _, weights, _ = self.decoder.decode(target_in, memory, mask, states, training=False)
-        return weights
+    return seq2seq.AttentionSearch(
+        model.get_layer("decoder"),
+        encode,
+        prep["target_vocabulary"],
+        max_length,
+        config.length_penalty,
+        prepare=source_ids,
+        track=[source_vectorizer],
+    )
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 
-def translate_all(translator: Translator, texts: list[str], beam_width: int, batch: int = 64):
-    """Translations of ``texts`` in their order, decoded in batches of similar length."""
-    fn = tf.function(
-        lambda t: translator.translate(t, beam_width),
-        input_signature=[tf.TensorSpec([None], tf.string)],
-        autograph=False,
-    )
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = [""] * len(texts)
-    for start in range(0, len(order), batch):
-        chunk = order[start : start + batch]
-        results = fn(tf.constant([texts[i] for i in chunk])).numpy()
-        for i, result in zip(chunk, results):
-            out[i] = result.decode("utf-8", "replace")
-    return out
-
-
-def _attention_plots(config, translator, prep, pairs, run_dir: Path) -> None:
+def _attention_plots(config, search, prep, pairs, run_dir: Path) -> None:
     sources = [s for s, _ in pairs[: config.attention_plots]]
     if not sources:
         return
-    ids = translator.source_ids(tf.constant(sources))
-    out = translator.search(ids, config.beam_width)
-    weights = translator.attention(ids, out).numpy()
+    ids = search.prepare(tf.constant(sources))
+    rows = seq2seq.attention_rows(search, ids, config.beam_width)
     source_words = ["", "[UNK]", *prep["source_vocabulary"]]
-    target_words = ["", "[UNK]", *prep["target_vocabulary"]]
-    for n, (row_ids, row_out, row_w) in enumerate(zip(ids.numpy(), out.numpy(), weights)):
-        src = [source_words[i] for i in row_ids if i]
-        length = int(decoding.until_end(row_out[None], END).numpy().sum()) + 1
-        tgt = [target_words[i] for i in row_out[:length]]
-        plots.attention_map(
-            row_w[: len(tgt), : len(src)], src, tgt, run_dir / "plots" / f"attention_{n}.png"
-        )
+    for n, (row_ids, (output, weights)) in enumerate(zip(ids.numpy(), rows)):
+        source = [source_words[i] for i in row_ids if i]
+        path = run_dir / "plots" / f"attention_{n}.png"
+        plots.attention_map(weights[:, : len(source)], source, output, path)
 
 
 def evaluate(config: Config, model: keras.Model, prep: dict, pairs: list, run_dir: Path) -> dict:
@@ -416,14 +366,14 @@ def evaluate(config: Config, model: keras.Model, prep: dict, pairs: list, run_di
     forced = model.evaluate(
         batches(config, prep, pairs, training=False), verbose=0, return_dict=True
     )
-    translator = Translator(config, model, prep)
+    search = translator(config, model, prep)
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     result = {"pairs": len(pairs), "loss": float(forced["loss"])}
     result["token_accuracy"] = float(forced["masked_accuracy"])
     outputs = {}
     for name, width in (("greedy", 1), ("beam", config.beam_width)):
         t0 = time.time()
-        outputs[name] = translate_all(translator, sources, width)
+        outputs[name] = seq2seq.decode_all(search, sources, width)
         seconds = time.time() - t0
         scores = metrics.translation_scores(outputs[name], [references], config.lowercase)
         result[f"bleu_{name}"] = scores["bleu"]
@@ -441,7 +391,7 @@ def evaluate(config: Config, model: keras.Model, prep: dict, pairs: list, run_di
         f.write("source\treference\tgreedy\tbeam\n")
         for row in zip(sources, references, outputs["greedy"], outputs["beam"]):
             f.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in row) + "\n")
-    _attention_plots(config, translator, prep, pairs, run_dir)
+    _attention_plots(config, search, prep, pairs, run_dir)
     result["examples"] = [
         {"source": s, "reference": r, "beam": b}
         for s, r, b in list(zip(sources, references, outputs["beam"]))[:5]
@@ -454,21 +404,21 @@ def evaluate(config: Config, model: keras.Model, prep: dict, pairs: list, run_di
 
 def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     """Raw text in; translated text out, beam search and greedy."""
-    translator = Translator(config, model, prep)
+    search = translator(config, model, prep)
     spec = [tf.TensorSpec([None], tf.string, name="text")]
 
     @tf.function(input_signature=spec, autograph=False)
     def beam(text):
-        return {"translation": translator.translate(text, config.beam_width)}
+        return {"translation": search(text, config.beam_width)}
 
     @tf.function(input_signature=spec, autograph=False)
     def greedy(text):
-        return {"translation": translator.translate(text, 1)}
+        return {"translation": search(text, 1)}
 
     words = " ".join(prep["source_vocabulary"][:6])
     samples = [words, "", "¿Qué? 🎉 ünïcödé", "word " * 3000]
     return Serving(
         {"serving_default": beam, "greedy": greedy},
-        [model, translator.source_vectorizer],
+        [model, *search.tracked],
         {"serving_default": {"text": samples}, "greedy": {"text": samples}},
     )

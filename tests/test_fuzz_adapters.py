@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lstm_recipes import recipe as recipe_lib
+from lstm_recipes import vision
 from lstm_recipes.data import Splits
 from lstm_recipes.data.frames import Recording
 from lstm_recipes.data.tfds import load_tfds
@@ -822,7 +823,7 @@ def test_image_captioning_folder(tmp_path, data, form):
     def load():
         splits = captioning.load_data(TINY_CAPTIONING, str(root))
         for ref, _ in splits.train + splits.validation + splits.test:
-            captioning._checked_image(ref)  # what feature caching does before training
+            vision.checked_image_bytes(ref)  # what feature caching does before training
         return splits
 
     splits = outcome(f"image_captioning {form.split('.', 1)[1]}", "photos", load)

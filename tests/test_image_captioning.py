@@ -1,43 +1,46 @@
-"""image_captioning: data forms and their errors, the feature cache, a tiny run, the export."""
+"""image_captioning: data forms and their errors, the ImageNet-weights check, the feature cache,
+a tiny run, the export."""
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok, fresh_python
+from conftest import SHARED_DATA, cli_ok, fresh_python
 from serving_edges import run_edge_inputs
 
 from lstm_recipes import recipe as recipe_lib
+from lstm_recipes import seq2seq, vision
 from lstm_recipes.cli import main
+from lstm_recipes.data import captions as captions_lib
+from lstm_recipes.data.scenes import builtin_examples, scene
 from lstm_recipes.errors import UserError
 
 captioning = recipe_lib.load_recipe("image_captioning")
 
 
 def test_scenes_are_deterministic_and_the_same_at_every_size():
-    small, caps = captioning.scene(7, 32)
-    large, caps2 = captioning.scene(7, 96)
+    small, caps = scene(7, 32)
+    large, caps2 = scene(7, 96)
     assert caps == caps2 and len(caps) == 3
     # The same colours sit in the same halves at both sizes.
     for img in (small, large):
         half = img.shape[1] // 2
         left, right = img[:, :half].reshape(-1, 3), img[:, half:].reshape(-1, 3)
         assert (left.min(0) < 200).any() and (right.min(0) < 200).any()
-    assert captioning.scene(8, 32)[1] != caps or not np.array_equal(
-        captioning.scene(8, 32)[0], small
-    )
+    assert scene(8, 32)[1] != caps or not np.array_equal(scene(8, 32)[0], small)
 
 
 def _write_images(folder, n=6, suffix=".png"):
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for i in range(n):
-        image, _ = captioning.scene(i, 48)
+        image, _ = scene(i, 48)
         data = tf.io.encode_png(image) if suffix == ".png" else tf.io.encode_jpeg(image)
         name = f"img{i}{suffix}"
         tf.io.write_file(str(folder / name), data)
@@ -46,11 +49,10 @@ def _write_images(folder, n=6, suffix=".png"):
 
 
 def _captions(names):
-    return {n: captioning.scene(i, 48)[1] for i, n in enumerate(names)}
+    return {n: scene(i, 48)[1] for i, n in enumerate(names)}
 
 
 def test_every_captions_form_reads_the_same_mapping(tmp_path):
-    config = captioning.Config()
     names = _write_images(tmp_path / "csv" / "images")
     caps = _captions(names)
     rows = ["image,caption"] + [f'{n},"{c}"' for n in names for c in caps[n]]
@@ -59,6 +61,8 @@ def test_every_captions_form_reads_the_same_mapping(tmp_path):
     _write_images(tmp_path / "flickr" / "Flicker8k_Dataset")
     lines = [f"{n}#{k}\t{c}" for n in names for k, c in enumerate(caps[n])]
     (tmp_path / "flickr" / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    lemma = [f"{n}#{k}\tlemmatized {c}" for n in names for k, c in enumerate(caps[n])]
+    (tmp_path / "flickr" / "Flickr8k.lemma.token.txt").write_text("\n".join(lemma) + "\n")
 
     _write_images(tmp_path / "jsonl")
     jsonl = [json.dumps({"image": n, "captions": caps[n]}) for n in names]
@@ -70,7 +74,7 @@ def test_every_captions_form_reads_the_same_mapping(tmp_path):
         tmp_path / "flickr",
         tmp_path / "jsonl",
     ):
-        by_image, folder = captioning.read_captions(config, str(spec))
+        by_image, folder = captions_lib.read_captions(str(spec))
         assert by_image == caps, spec
         assert all((folder / n).is_file() for n in by_image)
 
@@ -92,25 +96,24 @@ def test_split_lists_and_splits_keep_all_captions_of_an_image(tmp_path):
 
 
 def test_broken_inputs_give_clear_errors(tmp_path):
-    config = captioning.Config()
     names = _write_images(tmp_path / "images", n=3)
     (tmp_path / "captions.csv").write_text("image,caption\nimg0.png,a cat\nnope.jpg,a dog\n")
     with pytest.raises(UserError, match=r"1 image\(s\) not in .*'nope.jpg'"):
-        captioning.read_captions(config, str(tmp_path))
+        captions_lib.read_captions(str(tmp_path))
 
     (tmp_path / "captions.csv").unlink()
     with pytest.raises(UserError, match="expected a captions file"):
-        captioning.read_captions(config, str(tmp_path))
+        captions_lib.read_captions(str(tmp_path))
 
     (tmp_path / "x.token.txt").write_text("img0.png#0\ta cat\nimg1.png a dog without a tab\n")
     with pytest.raises(UserError, match=r"x.token.txt:2: expected IMAGE#N<TAB>caption"):
-        captioning.read_captions(config, str(tmp_path))
+        captions_lib.read_captions(str(tmp_path))
 
     (tmp_path / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(UserError, match="could not decode .*broken.jpg"):
-        captioning._checked_image(str(tmp_path / "images" / "broken.jpg"))
+        vision.checked_image_bytes(str(tmp_path / "images" / "broken.jpg"))
     with pytest.raises(UserError, match="expected a readable image file"):
-        captioning.image_bytes(str(tmp_path / "images" / "gone.jpg"))
+        vision.image_bytes(str(tmp_path / "images" / "gone.jpg"))
     assert names
 
 
@@ -125,30 +128,119 @@ def _mobilenet_weights(path):
 
 def test_feature_cache_is_reused(tmp_path):
     weights = _mobilenet_weights(tmp_path / "mobilenet.weights.h5")
-    config = captioning.Config(backbone="mobilenet", weights=str(weights), image_size=64)
+    backbone = vision.Backbone("mobilenet", str(weights), 64)
     refs = [f"builtin:{i}" for i in range(5)]
-    first = captioning.FeatureCache(config, str(tmp_path / "cache"))
+    first = vision.FeatureCache(backbone, str(tmp_path / "cache"))
     a = first.features(refs)
     assert first.computed == 5 and a.shape[0] == 5 and a.dtype == np.float16
-    second = captioning.FeatureCache(config, str(tmp_path / "cache"))
+    second = vision.FeatureCache(backbone, str(tmp_path / "cache"))
     b = second.features(refs + ["builtin:9"])
     assert second.computed == 1, "cached features were recomputed"
     np.testing.assert_array_equal(a, b[:5])
-    other = captioning.FeatureCache(
-        captioning.Config(backbone="mobilenet", weights=str(weights), image_size=96),
-        str(tmp_path / "cache"),
+    other = vision.FeatureCache(
+        vision.Backbone("mobilenet", str(weights), 96), str(tmp_path / "cache")
     )
     other.features(refs[:1])
     assert other.computed == 1, "another image size must not reuse these features"
 
 
-def test_missing_imagenet_weights_fail_fast_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+# ----------------------------------------------------------------------------- ImageNet weights
+
+MODELS = SHARED_DATA.parent / "models"
+
+
+class _Download(Exception):
+    pass
+
+
+@pytest.fixture
+def keras_downloads(monkeypatch):
+    """The file names Keras Applications asked to download; the download itself fails."""
+    from keras.src.utils import file_utils
+
+    asked = []
+
+    def get_file(fname, *args, **kwargs):
+        asked.append(fname)
+        raise _Download(fname)
+
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+    return asked
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
     import lstm_recipes.data.tfds as tfds_lib
 
     monkeypatch.setattr(tfds_lib, "_online", lambda: False)
-    with pytest.raises(UserError, match="--set weights=PATH/mobilenet_v2_weights"):
-        captioning._weights(captioning.Config())
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(vision, "_keras_model_dirs", lambda: [tmp_path / "keras" / "models"])
+    return tmp_path / "keras" / "models"
+
+
+@pytest.mark.parametrize(
+    "backbone, size",
+    [("mobilenet", 64), ("mobilenet", 160), ("mobilenet_v2", 64), ("mobilenet_v2", 96)],
+)
+def test_imagenet_file_name_is_the_one_keras_looks_for(keras_downloads, backbone, size):
+    app = {
+        "mobilenet": keras.applications.MobileNet,
+        "mobilenet_v2": keras.applications.MobileNetV2,
+    }
+    alpha = 0.25 if backbone == "mobilenet" else 1.0
+    with pytest.raises(_Download), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras warns that sizes without a file load the 224 one
+        app[backbone](
+            alpha=alpha, include_top=False, weights="imagenet", input_shape=(size, size, 3)
+        )
+    assert keras_downloads == [vision.imagenet_file_name(backbone, size)]
+
+
+def test_imagenet_file_under_keras_home_is_found_for_any_image_size(offline):
+    offline.mkdir(parents=True)
+    for name in ("mobilenet_2_5_224_tf_no_top.h5", vision.imagenet_file_name("mobilenet_v2", 64)):
+        (offline / name).write_bytes(b"placeholder")
+    # MobileNet v1 file names say 224 at 64 pixels: the file that is there is the one Keras wants.
+    found = vision.resolve_weights("mobilenet", "imagenet", 64)
+    assert found == str(offline / "mobilenet_2_5_224_tf_no_top.h5")
+    assert vision.resolve_weights("mobilenet_v2", "imagenet", 64).endswith("_1.0_224_no_top.h5")
+
+
+def test_a_given_weights_file_is_used_and_a_missing_one_is_named(offline, tmp_path):
+    given = tmp_path / "my weights.h5"
+    given.write_bytes(b"placeholder")
+    assert vision.resolve_weights("mobilenet", str(given), 32) == str(given)
+    with pytest.raises(UserError, match="expected a weights file at weights=.*gone.h5, found none"):
+        vision.resolve_weights("mobilenet", str(tmp_path / "gone.h5"), 32)
+
+
+def test_offline_without_the_file_fails_in_one_line_and_keras_never_downloads(
+    offline, keras_downloads
+):
+    with pytest.raises(UserError) as error:
+        vision.Backbone("mobilenet", "imagenet", 64).build()
+    message = str(error.value)
+    assert "--set weights=PATH/mobilenet_2_5_224_tf_no_top.h5" in message
+    assert "\n" not in message
+    assert keras_downloads == [], "Keras started a download"
+    with pytest.raises(UserError, match="--set weights=PATH/mobilenet_v2_weights_tf_dim_ordering"):
+        vision.resolve_weights("mobilenet_v2", "imagenet", 160)
+
+
+@pytest.mark.skipif(
+    not (MODELS / "mobilenet_2_5_224_tf_no_top.h5").is_file(),
+    reason=f"no ImageNet MobileNet weights at {MODELS} (set LSTM_RECIPES_DATA)",
+)
+def test_shared_mobilenet_weights_load_offline_from_keras_home(offline, keras_downloads):
+    import shutil
+
+    offline.mkdir(parents=True)
+    shutil.copy(MODELS / "mobilenet_2_5_224_tf_no_top.h5", offline)
+    from_home = vision.Backbone("mobilenet", "imagenet", 64).build()
+    given = vision.Backbone("mobilenet", str(MODELS / "mobilenet_2_5_224_tf_no_top.h5"), 64)
+    assert keras_downloads == []
+    for a, b in zip(from_home.weights, given.build().weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -177,11 +269,11 @@ def test_export_round_trip_on_jpeg_bytes_in_a_fresh_process(tiny_run, tmp_path):
     module, config, _ = training.load_run(tiny_run)
     prep = training.read_json(tiny_run / "preprocessing.json")
     model = training.load_model(module, config, prep, tiny_run)
-    captioner = captioning.Captioner(config, model, prep)
-    images = [tf.io.encode_jpeg(captioning.scene(i, 70)[0]).numpy() for i in range(3)]
-    images.append(tf.io.encode_png(captioning.scene(3, 20)[0]).numpy())
-    beam = [t.decode() for t in captioner.caption(tf.constant(images), config.beam_width).numpy()]
-    greedy = [t.decode() for t in captioner.caption(tf.constant(images), 1).numpy()]
+    search = captioning.captioner(config, model, prep)
+    images = [tf.io.encode_jpeg(scene(i, 70)[0]).numpy() for i in range(3)]
+    images.append(tf.io.encode_png(scene(3, 20)[0]).numpy())
+    beam = [t.decode() for t in search(tf.constant(images), config.beam_width).numpy()]
+    greedy = [t.decode() for t in search(tf.constant(images), 1).numpy()]
     paths = []
     for i, data in enumerate(images):
         paths.append(str(tmp_path / f"{i}.img"))
@@ -207,7 +299,7 @@ def test_export_round_trip_on_jpeg_bytes_in_a_fresh_process(tiny_run, tmp_path):
 
 def test_predict_captions_image_files_and_rejects_non_images(tiny_run, tmp_path):
     image = tmp_path / "scene.jpg"
-    image.write_bytes(tf.io.encode_jpeg(captioning.scene(1, 64)[0]).numpy())
+    image.write_bytes(tf.io.encode_jpeg(scene(1, 64)[0]).numpy())
     result = cli_ok("predict", str(tiny_run), "--json", str(image))
     row = json.loads(result.output.strip().splitlines()[-1])
     assert row["image_bytes"] == str(image) and isinstance(row["caption"], str)
@@ -219,6 +311,7 @@ def test_predict_captions_image_files_and_rejects_non_images(tiny_run, tmp_path)
     assert missing.exit_code == 2 and "expected a readable file" in missing.output
 
 
+@pytest.mark.slow  # a second CLI run; the fast suite covers its parts in unit tests
 def test_frozen_backbone_run_trains_on_cached_features_and_exports(tmp_path):
     # The Flickr8k path on a small scale: a frozen MobileNet from a weights file, init decoder.
     weights = _mobilenet_weights(tmp_path / "mobilenet.weights.h5")
@@ -240,6 +333,37 @@ def test_frozen_backbone_run_trains_on_cached_features_and_exports(tmp_path):
     assert "computing image features" not in again.output, "features were not reused"
 
 
+def _small_mobilenet_config(weights, **changes):
+    return captioning.Config(
+        backbone="mobilenet",
+        weights=str(weights),
+        image_size=64,
+        feature_dim=8,
+        embedding_dim=8,
+        units=8,
+        **changes,
+    )
+
+
+def test_frozen_backbone_captioner_on_image_bytes_equals_it_on_cached_features(tmp_path):
+    weights = _mobilenet_weights(tmp_path / "mobilenet.weights.h5")
+    config = _small_mobilenet_config(weights, max_length=6)
+    examples = builtin_examples(4)
+    prep = captioning.fit_preprocessing(config, examples, tmp_path)
+    model = captioning.build_model(config, prep)
+    assert "features" in model.input, "a frozen backbone trains on cached features"
+    search = captioning.captioner(config, model, prep)
+    refs = [r for r, _ in examples]
+    cached = vision.FeatureCache(
+        vision.Backbone("mobilenet", str(weights), 64), prep["feature_cache"]
+    )
+    grids = cached.features(refs).astype(np.float32)
+    images = tf.constant([vision.image_bytes(r) for r in refs])
+    np.testing.assert_allclose(search.prepare(images).numpy(), grids, rtol=1e-2, atol=1e-2)
+    from_bytes = [t.decode() for t in search(images, 2).numpy()]
+    assert from_bytes == seq2seq.decode_all(search, grids, 2, prepared=True)
+
+
 def test_caption_metrics():
     from lstm_recipes import metrics
 
@@ -257,18 +381,8 @@ def test_caption_metrics():
 
 def test_fine_tuning_trains_only_the_last_backbone_layers_with_augmentation(tmp_path):
     weights = _mobilenet_weights(tmp_path / "mobilenet.weights.h5")
-    config = captioning.Config(
-        backbone="mobilenet",
-        weights=str(weights),
-        image_size=64,
-        fine_tune=4,
-        augment=True,
-        feature_dim=8,
-        embedding_dim=8,
-        units=8,
-        batch_size=4,
-    )
-    examples = captioning.builtin_examples(6)
+    config = _small_mobilenet_config(weights, fine_tune=4, augment=True, batch_size=4)
+    examples = builtin_examples(6)
     prep = captioning.fit_preprocessing(config, examples)
     model = captioning.build_model(config, prep)
     assert "features" not in model.input, "a trained backbone takes images, not cached features"
@@ -291,14 +405,6 @@ def test_tfds_coco_captions_with_mock_data():
     assert isinstance(ref, bytes) and ref[:4] == b"\x89PNG"
     assert caps and all(isinstance(c, str) for c in caps)
     assert splits.sizes()["test"] >= 1
-
-
-def test_imagenet_weights_found_under_keras_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / name).write_bytes(b"placeholder")
-    assert captioning._weights(captioning.Config()) == "imagenet"
 
 
 def test_served_captioning_edge_inputs(tiny_run):

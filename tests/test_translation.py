@@ -1,4 +1,5 @@
-"""translation: data forms and their errors, attention and decoder numerics, export round trip."""
+"""translation: data forms and their errors, attention and decoder numerics, the shared search,
+export round trip."""
 
 import dataclasses
 import gzip
@@ -7,14 +8,16 @@ import zipfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 from conftest import cli_ok, fresh_python
 from serving_edges import run_edge_inputs
 
-from lstm_recipes import blocks
+from lstm_recipes import attention, decoding, seq2seq
 from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.cli import main
 from lstm_recipes.data import parallel
+from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
 from lstm_recipes.errors import UserError
 
@@ -58,6 +61,8 @@ def test_every_pairs_form_reads_the_same_pairs(tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("spa-eng/_about.txt", "about this file")
         z.writestr("spa-eng/spa.txt", tsv.read_text(encoding="utf-8"))
+    zipped_gz = tmp_path / "spa-eng.zip.gz"
+    zipped_gz.write_bytes(gzip.compress(archive.read_bytes()))
     (tmp_path / "train.en").write_text("\n".join(s for s, _ in pairs) + "\n", encoding="utf-8")
     (tmp_path / "train.es.gz").write_bytes(gzip.compress("\n".join(t for _, t in pairs).encode()))
     jsonl = tmp_path / "pairs.jsonl"
@@ -66,11 +71,33 @@ def test_every_pairs_form_reads_the_same_pairs(tmp_path):
         parallel.read_pairs(str(tsv)),
         parallel.read_pairs(str(gz)),
         parallel.read_pairs(str(archive)),
+        parallel.read_pairs(str(zipped_gz)),
         parallel.read_pairs(f"{tmp_path / 'train.en'},{tmp_path / 'train.es.gz'}"),
         parallel.read_pairs(str(jsonl), "en", "es"),
     ]
     for read, _source in forms:
         assert read == pairs
+
+
+def test_zip_gz_is_read_as_data_forms_promises_and_a_bad_one_is_named(tmp_path):
+    assert any(".zip[.gz]" in form for form in translation.DATA_FORMS)
+    pairs = number_pairs(60)
+    inner = tmp_path / "inner.zip"
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("pairs.tsv", write_tsv(tmp_path / "p.tsv", pairs).read_text(encoding="utf-8"))
+    good = tmp_path / "pairs.zip.gz"
+    good.write_bytes(gzip.compress(inner.read_bytes()))
+    assert parallel.read_pairs(str(good))[0] == pairs
+    splits = translation.load_data(TINY, str(good))
+    assert sorted(splits.train + splits.validation + splits.test) == sorted(pairs)
+    not_gzip = tmp_path / "plain.zip.gz"
+    not_gzip.write_bytes(inner.read_bytes())
+    with pytest.raises(UserError, match="expected a zip archive at .*plain.zip.gz"):
+        parallel.read_pairs(str(not_gzip))
+    not_zip = tmp_path / "text.zip.gz"
+    not_zip.write_bytes(gzip.compress(b"one\tuno\n"))
+    with pytest.raises(UserError, match="expected a zip archive at .*text.zip.gz"):
+        parallel.read_pairs(str(not_zip))
 
 
 def test_pairs_errors_name_the_file_line_and_what_was_expected(tmp_path):
@@ -151,7 +178,7 @@ def test_attention_matches_numpy_and_ignores_padding(kind):
     query = rng.normal(size=(2, 3, 4)).astype("float32")
     memory = rng.normal(size=(2, 5, 4)).astype("float32")
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    layer = blocks.Attention(kind, units=6)
+    layer = attention.Attention(kind, units=6)
     context, weights = layer(query, memory, mask)
     if kind == "dot":
         scores = np.einsum("btd,bsd->bts", query, memory) / 2.0  # scaled by sqrt(4)
@@ -174,7 +201,7 @@ def test_attention_matches_numpy_and_ignores_padding(kind):
 
 @pytest.mark.parametrize("layers", [1, 2])
 def test_decoder_steps_equal_the_teacher_forced_decoder(layers):
-    decoder = blocks.AttentionDecoder(20, 8, 12, num_layers=layers, attention="additive")
+    decoder = attention.AttentionDecoder(20, 8, 12, num_layers=layers, attention="additive")
     rng = np.random.default_rng(1)
     target = rng.integers(2, 20, (3, 6)).astype("int32")
     memory = rng.normal(size=(3, 4, 10)).astype("float32")
@@ -234,17 +261,76 @@ def test_tiny_run_learns_and_writes_its_outputs(number_run):
     assert (number_run / "plots" / "attention_0.png").stat().st_size > 1000
 
 
+class _TranslatorBeforeTheSharedSearch:
+    """The translation recipe's own search before ``seq2seq.AttentionSearch`` replaced it
+    (Translator and translate_all, unchanged but for names): the expected strings."""
+
+    def __init__(self, config, model, prep):
+        self.config = config
+        self.vectorizer = text_lib.make_vectorizer(
+            prep["source_vocabulary"], text_lib.split_punctuation_lower, "old_source"
+        )
+        self.words_table = tf.constant(["", "[UNK]", *prep["target_vocabulary"]])
+        self.model = model
+
+    def translate(self, text, beam_width):
+        get = self.model.get_layer
+        ids = tf.cast(text_lib.dense_ids(self.vectorizer(text), self.config.max_length), tf.int32)
+        mask = tf.not_equal(ids, 0)
+        memory, h, c = get("encoder")(get("source_embedding")(ids), mask=mask, training=False)
+        decoder = get("decoder")
+        states = decoder.start_states(get("bridge_h")(h), get("bridge_c")(c))
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), -1)
+        real_length = tf.reduce_max(tf.concat([[0], lengths], 0))
+        max_length = tf.minimum(2 * real_length + 10, self.config.max_length + 10)
+        out = decoding.search_attention_decoder(
+            decoder, states, memory, mask, 2, 3, max_length, beam_width, self.config.length_penalty
+        )
+        words = decoding.output_words(self.words_table, out, 2, 3)
+        return text_lib.detokenize(tf.strings.reduce_join(words, axis=-1, separator=" "))
+
+    def translate_all(self, texts, beam_width, batch=64):
+        fn = tf.function(
+            lambda t: self.translate(t, beam_width),
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            autograph=False,
+        )
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = [""] * len(texts)
+        for start in range(0, len(order), batch):
+            chunk = order[start : start + batch]
+            for i, result in zip(chunk, fn(tf.constant([texts[i] for i in chunk])).numpy()):
+                out[i] = result.decode("utf-8", "replace")
+        return out
+
+
+def test_shared_search_gives_the_strings_the_recipe_gave_before(number_run):
+    from lstm_recipes import training
+
+    module, config, _info = training.load_run(number_run)
+    prep = training.read_json(number_run / "preprocessing.json")
+    model = training.load_model(module, config, prep, number_run)
+    assert config.lowercase, "the reference vectorizes lowercased, as the tiny run does"
+    sentences = [s for s, _ in number_pairs(150, seed=7)] + ["", "nine " * 60, "wörds ¿?"]
+    before = _TranslatorBeforeTheSharedSearch(config, model, prep)
+    search = translation.translator(config, model, prep)
+    for width in (1, config.beam_width):
+        expected = before.translate_all(sentences, width)
+        assert seq2seq.decode_all(search, sentences, width) == expected, f"beam width {width}"
+    assert len(set(expected)) > 10, "the trained model tells the sentences apart"
+
+
 def test_exported_model_equals_the_in_process_decoder(number_run, tmp_path):
     from lstm_recipes import training
 
     module, config, _info = training.load_run(number_run)
     prep = training.read_json(number_run / "preprocessing.json")
     model = training.load_model(module, config, prep, number_run)
-    translator = translation.Translator(config, model, prep)
+    search = translation.translator(config, model, prep)
     sentences = ["one two three", "nine", "", "seven " * 400, "unknown wörds ¿?"]
-    beam = translation.translate_all(translator, sentences, config.beam_width)
-    greedy = translation.translate_all(translator, sentences, 1)
-    assert greedy == translation.translate_all(translator, sentences, 1, batch=2), (
+    beam = seq2seq.decode_all(search, sentences, config.beam_width)
+    greedy = seq2seq.decode_all(search, sentences, 1)
+    assert greedy == seq2seq.decode_all(search, sentences, 1, batch=2), (
         "batching does not change the result"
     )
     script = (

@@ -3,7 +3,8 @@
 Pure Python, so bad input is reported before TensorFlow starts. Forms:
 
 - ``pairs.txt`` / ``pairs.tsv`` (``.gz`` too): ``source<TAB>target[<TAB>anything]`` per line,
-  the Anki/Tatoeba format; also inside a ``.zip`` (the one text member, or ``zip_member``).
+  the Anki/Tatoeba format; also inside a ``.zip`` or ``.zip.gz`` (the one text member, or
+  ``zip_member``).
 - ``train.en,train.de``: two line-aligned files (``.gz`` too), line i of one translating line i
   of the other.
 - ``pairs.jsonl`` / ``pairs.csv`` (``.gz`` too): a source and a target key or column.
@@ -11,6 +12,8 @@ Pure Python, so bad input is reported before TensorFlow starts. Forms:
 
 from __future__ import annotations
 
+import gzip
+import io
 import zipfile
 import zlib
 from pathlib import Path
@@ -31,8 +34,12 @@ def _lines(text: str) -> list[str]:
 
 def _zip_text(path: Path, member: str) -> tuple[str, str]:
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        if path.name.lower().endswith(".gz"):
+            # zipfile seeks in its file, which a gzip stream cannot do: unpack into memory.
+            archive = zipfile.ZipFile(io.BytesIO(gzip.decompress(path.read_bytes())))
+        else:
+            archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as e:
         raise UserError(f"expected a zip archive at {path}: {e}") from None
     with archive:
         names = [n for n in archive.namelist() if not n.endswith("/")]
