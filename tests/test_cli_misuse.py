@@ -138,12 +138,12 @@ def test_export_directory_that_is_a_file_is_refused(tiny_run, tmp_path):
 
 
 def test_runtime_failure_exit_1_and_debug_traceback(tmp_path, monkeypatch):
-    from lstm_recipes import training
+    from lstm_recipes import rundir
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(training, "open_run", full)
+    monkeypatch.setattr(rundir, "open_run", full)
     data = write_csv(tmp_path / "d.csv", [("good", "pos"), ("bad", "neg")] * 20)
     args = ("train", "sentiment", "--preset", "tiny", "--data", data)
     result = invoke(*args)

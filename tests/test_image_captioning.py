@@ -264,11 +264,10 @@ def test_tiny_run_writes_bleu_captions_and_plots(tiny_run):
 
 
 def test_export_round_trip_on_jpeg_bytes_in_a_fresh_process(tiny_run, tmp_path):
-    from lstm_recipes import training
+    from lstm_recipes.run import Run
 
-    module, config, _ = training.load_run(tiny_run)
-    prep = training.read_json(tiny_run / "preprocessing.json")
-    model = training.load_model(module, config, prep, tiny_run)
+    run = Run.reopen(tiny_run)
+    config, prep, model = run.config, run.prep, run.model
     search = captioning.captioner(config, model, prep)
     images = [tf.io.encode_jpeg(scene(i, 70)[0]).numpy() for i in range(3)]
     images.append(tf.io.encode_png(scene(3, 20)[0]).numpy())

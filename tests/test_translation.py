@@ -305,11 +305,10 @@ class _TranslatorBeforeTheSharedSearch:
 
 
 def test_shared_search_gives_the_strings_the_recipe_gave_before(number_run):
-    from lstm_recipes import training
+    from lstm_recipes.run import Run
 
-    module, config, _info = training.load_run(number_run)
-    prep = training.read_json(number_run / "preprocessing.json")
-    model = training.load_model(module, config, prep, number_run)
+    run = Run.reopen(number_run)
+    config, prep, model = run.config, run.prep, run.model
     assert config.lowercase, "the reference vectorizes lowercased, as the tiny run does"
     sentences = [s for s, _ in number_pairs(150, seed=7)] + ["", "nine " * 60, "wörds ¿?"]
     before = _TranslatorBeforeTheSharedSearch(config, model, prep)
@@ -321,11 +320,10 @@ def test_shared_search_gives_the_strings_the_recipe_gave_before(number_run):
 
 
 def test_exported_model_equals_the_in_process_decoder(number_run, tmp_path):
-    from lstm_recipes import training
+    from lstm_recipes.run import Run
 
-    module, config, _info = training.load_run(number_run)
-    prep = training.read_json(number_run / "preprocessing.json")
-    model = training.load_model(module, config, prep, number_run)
+    run = Run.reopen(number_run)
+    config, prep, model = run.config, run.prep, run.model
     search = translation.translator(config, model, prep)
     sentences = ["one two three", "nine", "", "seven " * 400, "unknown wörds ¿?"]
     beam = seq2seq.decode_all(search, sentences, config.beam_width)
