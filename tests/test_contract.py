@@ -42,10 +42,11 @@ def test_recipe_runs_tiny_end_to_end(name, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "strategy: mirrored, 2 replica(s) in sync" in result.output
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics
-    meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
     module = recipe_lib.load_recipe(name)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    main_metric = getattr(module, "MAIN_METRIC", "accuracy")
+    assert isinstance(metrics.get(main_metric), (int, float)), f"metrics.json lacks {main_metric}"
+    meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
     # A recipe with several input kinds exports the signatures of the kind it was trained on.
     assert "serving_default" in meta["signatures"]
     assert set(meta["signatures"]) <= set(module.SIGNATURES)
