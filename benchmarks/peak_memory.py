@@ -33,8 +33,8 @@ PRESETS = {
                   "--test-data", f"{D}/sentiment/imdb/test.csv.gz"],
     "char_lm": ["--preset", "shakespeare", "--data", f"{D}/charlm/tinyshakespeare/input.txt"],
     "translation": ["--preset", "spa-eng", "--data", f"{D}/translation/spa-eng/spa-eng.zip"],
-    "frame_labeling": ["--preset", "conll2000", "--data", f"{D}/labeling/conll2000/train.txt",
-                       "--test-data", f"{D}/labeling/conll2000/test.txt"],
+    "tagging": ["--preset", "conll2000", "--data", f"{D}/labeling/conll2000/train.txt",
+                "--test-data", f"{D}/labeling/conll2000/test.txt"],
     "image_captioning": ["--preset", "flickr8k", "--data", f"{D}/captioning/flickr8k-1000",
                          "--set", "weights=" + str(MODELS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")],
 }  # fmt: skip

@@ -334,75 +334,6 @@ class DropMask(layers.Layer):
         return None
 
 
-class CRF(layers.Layer):
-    """A linear-chain CRF's parameters over per-step emissions (Lafferty et al. 2001;
-    BiLSTM-CRF: Huang et al. 2015, Lample et al. 2016).
-
-    The layer passes its input (the emissions) through unchanged; ``loss`` is the negative
-    log-likelihood of the gold label path with padding masked, and ``decoding.viterbi`` with
-    ``transitions``, ``start`` and ``end`` finds the best path.
-
-    Emissions arrive with a padding class at index 0 (as every tagger output here does); the
-    CRF runs over the real labels 1..C.
-
-    Args:
-        num_labels: real labels (not counting the padding class).
-    """
-
-    def __init__(self, num_labels: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_labels = num_labels
-
-    def build(self, input_shape):
-        n = self.num_labels
-        self.transitions = self.add_weight(shape=(n, n), initializer="zeros", name="transitions")
-        self.start = self.add_weight(shape=(n,), initializer="zeros", name="start")
-        self.end = self.add_weight(shape=(n,), initializer="zeros", name="end")
-        self.built = True
-
-    def call(self, emissions):
-        return ops.copy(emissions)
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def loss(self, y_true, y_pred):
-        """Mean negative log-likelihood per sequence; ``y_true`` 0 marks padding."""
-        y_true = ops.cast(y_true, "int32")
-        mask = ops.not_equal(y_true, 0)
-        tags = ops.maximum(y_true - 1, 0)
-        emissions = ops.cast(y_pred[..., 1:], "float32")
-        maskf = ops.cast(mask, "float32")
-        # Score of the gold path.
-        emit = ops.take_along_axis(emissions, ops.expand_dims(tags, -1), axis=-1)[..., 0]
-        gold = ops.sum(emit * maskf, axis=1)
-        pair = ops.take(
-            ops.reshape(self.transitions, (-1,)), tags[:, :-1] * self.num_labels + tags[:, 1:]
-        )
-        gold = gold + ops.sum(pair * maskf[:, 1:], axis=1)
-        lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-        last = ops.take_along_axis(tags, ops.expand_dims(ops.maximum(lengths - 1, 0), 1), 1)
-        gold = gold + ops.take(self.start, tags[:, 0]) + ops.take(self.end, last[:, 0])
-        # Partition function by the forward algorithm (padding steps leave alpha unchanged).
-        alpha = self.start + emissions[:, 0]
-        steps = ops.shape(emissions)[1]
-
-        def body(t, alpha):
-            scores = ops.expand_dims(alpha, 2) + ops.expand_dims(self.transitions, 0)
-            new = ops.logsumexp(scores, axis=1) + emissions[:, t]
-            return t + 1, ops.where(ops.expand_dims(mask[:, t], 1), new, alpha)
-
-        _, alpha = ops.while_loop(lambda t, a: t < steps, body, (1, alpha))
-        log_z = ops.logsumexp(alpha + self.end, axis=1)
-        return ops.mean(log_z - gold)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "num_labels": self.num_labels}
-
-
 def sequence_summary(x, mode: str, encoder_kwargs: dict):
     """Helper for many-to-one models: encode a masked sequence and pool it to one vector.
 
@@ -425,4 +356,3 @@ keras.saving.register_keras_serializable(package="lstm_recipes")(MaskedPooling)
 keras.saving.register_keras_serializable(package="lstm_recipes")(TokenDropout)
 keras.saving.register_keras_serializable(package="lstm_recipes")(CharEncoder)
 keras.saving.register_keras_serializable(package="lstm_recipes")(DropMask)
-keras.saving.register_keras_serializable(package="lstm_recipes")(CRF)

@@ -209,32 +209,38 @@ def segments(labels) -> list[tuple[int, int, str]]:
 
 
 def segment_f1(gold: list, predicted: list, overlap: float = 0.5) -> float:
-    """Segmental F1@overlap (Lea et al. 2017): a predicted run is a hit when it overlaps an
-    unmatched gold run of the same label with intersection-over-union >= ``overlap``.
+    """Segmental F1@overlap as MS-TCN computes it (Farha & Gall 2019, ``eval.py``'s ``f_score``,
+    after Lea et al. 2017), over all sequences together.
+
+    Each predicted run takes the gold run of its label with the highest intersection-over-union
+    (the first on a tie); it is a true positive when that IoU >= ``overlap`` and that gold run
+    is not matched yet, else a false positive, even if another unmatched gold run would do.
+    Unmatched gold runs are false negatives. Every label counts (no background class).
 
     Args:
         gold: gold labels, one sequence per recording.
         predicted: predicted labels, parallel to ``gold``.
         overlap: IoU threshold.
     """
-    hits = guessed = truth = 0
+    tp = fp = fn = 0
     for g, p in zip(gold, predicted):
-        gold_runs, pred_runs = segments(list(g)), segments(list(p))
-        truth += len(gold_runs)
-        guessed += len(pred_runs)
+        gold_runs = segments(list(g))
         used = [False] * len(gold_runs)
-        for start, end, label in pred_runs:
-            best, best_iou = -1, 0.0
-            for j, (gs, ge, gl) in enumerate(gold_runs):
-                if gl != label or used[j]:
-                    continue
-                inter = min(end, ge) - max(start, gs)
-                iou = inter / (max(end, ge) - min(start, gs)) if inter > 0 else 0.0
-                if iou > best_iou:
-                    best, best_iou = j, iou
-            if best >= 0 and best_iou >= overlap:
+        for start, end, label in segments(list(p)):
+            # Another label's run scores 0, as MS-TCN's IoU times its label-equality mask.
+            ious = [
+                (min(end, ge) - max(start, gs)) / (max(end, ge) - min(start, gs))
+                if gl == label
+                else 0.0
+                for gs, ge, gl in gold_runs
+            ]
+            best = int(np.argmax(ious)) if ious else -1
+            if best >= 0 and ious[best] >= overlap and not used[best]:
                 used[best] = True
-                hits += 1
-    precision = hits / guessed if guessed else 0.0
-    recall = hits / truth if truth else 0.0
+                tp += 1
+            else:
+                fp += 1
+        fn += used.count(False)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
     return 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0

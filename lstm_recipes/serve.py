@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ def predict(model_dir: Path, inputs: list[str], signature: str = "serving_defaul
 
     Args:
         model_dir: a SavedModel, a folder of versions, or a run directory.
-        inputs: raw inputs for the signature's single string input.
+        inputs: raw inputs for the signature's single string input; for a float frames input
+            (frame labeling), one sequence per input as a JSON list of frames, e.g.
+            ``[[0.1, 0.2], [0.3, 0.4]]``.
         signature: the signature to call.
     """
     path = latest_version(model_dir)
@@ -64,6 +67,8 @@ def predict(model_dir: Path, inputs: list[str], signature: str = "serving_defaul
             if _takes_strings(other.structured_input_signature[1]):
                 fn, specs = other, other.structured_input_signature[1]
                 break
+    if _takes_frames(specs):
+        return _predict_frames(fn, specs, inputs)
     if not _takes_strings(specs):
         wanted = ", ".join(f"{k}: {v.dtype.name}{list(v.shape)}" for k, v in specs.items())
         raise UserError(
@@ -95,6 +100,53 @@ def predict(model_dir: Path, inputs: list[str], signature: str = "serving_defaul
                 # Per-token outputs are padded to the longest line of the batch with "".
                 while row[key] and row[key][-1] == "":
                     row[key].pop()
+    return rows
+
+
+def _takes_frames(specs: dict) -> bool:
+    # One input, a batch of sequences of float frames: [batch, steps, features].
+    if len(specs) != 1:
+        return False
+    spec = next(iter(specs.values()))
+    return spec.dtype.is_floating and spec.shape.rank == 3
+
+
+def _predict_frames(fn, specs: dict, inputs: list[str]) -> list[dict]:
+    (name,) = specs
+    width = specs[name].shape[-1]
+    sequences = []
+    for n, item in enumerate(inputs, 1):
+        try:
+            frames = np.asarray(json.loads(item), np.float32)
+        except (ValueError, TypeError):
+            raise UserError(
+                f"input {n}: expected a JSON list of frames like [[0.1, 0.2], [0.3, 0.4]], "
+                f"found {item[:60]!r}"
+            ) from None
+        if frames.ndim != 2 or (width is not None and frames.shape[1] != width):
+            raise UserError(
+                f"input {n}: expected a list of frames of {width} numbers each, found an array "
+                f"of shape {list(frames.shape)}"
+            )
+        sequences.append(frames)
+    # Rows of NaN pad, as the exported signature documents; each answer is cut back to its input.
+    steps = max(len(f) for f in sequences)
+    batch = np.full((len(sequences), steps, sequences[0].shape[1]), np.nan, np.float32)
+    for i, frames in enumerate(sequences):
+        batch[i, : len(frames)] = frames
+    try:
+        outputs = fn(**{name: tf.constant(batch)})
+    except tf.errors.InvalidArgumentError as e:
+        first = (e.message.strip().splitlines() or [""])[0]
+        raise UserError(f"the model rejected the input ({name}): {first}") from None
+    rows = [{name: text} for text in inputs]
+    for key, value in outputs.items():
+        for row, frames, item in zip(rows, sequences, value.numpy()):
+            item = item[: len(frames)]
+            if item.dtype.kind == "f":
+                row[key] = np.round(item.astype(float), 4).tolist()
+            else:
+                row[key] = [_plain(x) for x in item]
     return rows
 
 

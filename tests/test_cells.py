@@ -146,6 +146,8 @@ def test_full_states():
         ("translation", "fgr", ["one two three"]),
         ("char_lm", "gru", ["--prompt", "ab", "--chars", "5"]),
         ("frame_labeling", "cifg", None),
+        # test_contract already runs tagging on its builtin data; this adds a cell only.
+        pytest.param("tagging", "nfg", ["a fine film ."], marks=pytest.mark.slow),
         ("sentiment", "simple_rnn", ["a dull film"]),
     ],
 )

@@ -43,7 +43,11 @@ def tree_digest(folder):
         (["run", "sentiment", "--data", "no/such/file.csv"], "found no file or folder at"),
         (["run", "translation", "--data", "a.en,b.de"], "expected a file at a.en, found none"),
         (["train", "char_lm", "--data", "no_such.txt"], "found no file or folder at no_such.txt"),
-        (["run", "frame_labeling", "--data", "tags.conll"], "found nothing at tags.conll"),
+        (["run", "tagging", "--data", "tags.conll"], "found nothing at tags.conll"),
+        (
+            ["run", "frame_labeling", "--data", "tags.conll"],
+            "now its own recipe: lstm-recipes run tagging",
+        ),
         (["run", "image_captioning", "--data", "photos/"], "found nothing"),
         (["run", "sentiment", "--data", "tfds:"], "expected tfds:NAME"),
         (["run", "sentiment", "--data", "tfds:a/b/c"], "expected tfds:NAME[/CONFIG][:VERSION]"),

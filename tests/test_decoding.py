@@ -126,25 +126,3 @@ def test_search_runs_inside_a_graph_function():
 
     out = run(tf.random.normal([3, H], seed=1), tf.constant(6))
     assert out.shape[0] == 3 and out.shape[1] <= 6
-
-
-def test_viterbi_equals_brute_force_under_constraints():
-    labels = ["O", "B-NP", "I-NP", "B-VP", "I-VP"]
-    allowed, start = decoding.chunk_constraints(labels)
-    rng = np.random.default_rng(0)
-    lp = np.log(rng.dirichlet(np.ones(5), size=(3, 4))).astype("float32")
-    mask = np.array([[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0]], bool)
-    got = decoding.viterbi(lp, mask, allowed, start).numpy()
-    for row in range(3):
-        n = int(mask[row].sum())
-        best, best_score = None, -np.inf
-        for path in itertools.product(range(5), repeat=n):
-            if not start[path[0]] or not all(allowed[a][b] for a, b in zip(path, path[1:])):
-                continue
-            score = sum(lp[row, t, k] for t, k in enumerate(path))
-            if score > best_score:
-                best, best_score = path, score
-        assert tuple(got[row, :n]) == best
-    assert decoding.chunk_constraints(["NOUN", "VERB"]) is None
-    iob2 = decoding.chunk_constraints(["O", "B-NP", "I-NP", "I-VP"])
-    assert iob2[0][0][2] is False and iob2[0][1][2] is True and iob2[0][1][3] is False

@@ -49,6 +49,7 @@ FUZZ = settings(
 sentiment = recipe_lib.load_recipe("sentiment")
 translation = recipe_lib.load_recipe("translation")
 frame_labeling = recipe_lib.load_recipe("frame_labeling")
+tagging = recipe_lib.load_recipe("tagging")
 char_lm = recipe_lib.load_recipe("char_lm")
 captioning = recipe_lib.load_recipe("image_captioning")
 
@@ -333,9 +334,9 @@ def test_sentiment_test_labels_unseen_in_training(tmp_path):
         sentiment.load_data(TINY_SENTIMENT, str(train), str(test))
 
 
-# ----------------------------------------------------------------------------- CoNLL (frame_labeling)
+# ----------------------------------------------------------------------------- CoNLL (tagging)
 
-TOKEN_CONFIG = recipe_lib.resolve_config(frame_labeling, "tiny", ["input=tokens"])
+TOKEN_CONFIG = tagging.PRESETS["tiny"]
 
 
 @st.composite
@@ -390,7 +391,7 @@ def plausible_conll(seed: int, conllu: bool) -> str:
 
 @FUZZ
 @given(data=st.data(), suffix=st.sampled_from([".txt", ".conll", ".conllu"]))
-def test_frame_labeling_conll(tmp_path, data, suffix):
+def test_tagging_conll(tmp_path, data, suffix):
     conllu = suffix == ".conllu"
     plausible = st.integers(0, 99).map(lambda seed: plausible_conll(seed, conllu))
     text = data.draw(st.one_of(conll_text(conllu), plausible.flatmap(mutated)))
@@ -410,11 +411,11 @@ def test_frame_labeling_conll(tmp_path, data, suffix):
             ]
         )
     )
-    config = recipe_lib.resolve_config(frame_labeling, "tiny", ["input=tokens", *columns])
+    config = recipe_lib.resolve_config(tagging, "tiny", columns)
     splits = outcome(
-        f"frame_labeling CoNLL{'-U' if suffix == '.conllu' else ''}",
+        f"tagging CoNLL{'-U' if suffix == '.conllu' else ''}",
         path.name,
-        lambda: frame_labeling.load_data(config, str(path)),
+        lambda: tagging.load_data(config, str(path)),
     )
     if splits is not None:
         check_splits(splits)
@@ -424,7 +425,7 @@ def test_frame_labeling_conll(tmp_path, data, suffix):
 
 @FUZZ
 @given(data=st.data())
-def test_frame_labeling_jsonl(tmp_path, data):
+def test_tagging_jsonl(tmp_path, data):
     token_lists = st.lists(st.sampled_from(["a", "b", "c", "Ü"]), max_size=5)
     plausible = st.lists(
         st.lists(st.sampled_from(["a", "b", "Ü", ""]), max_size=5).map(
@@ -442,20 +443,18 @@ def test_frame_labeling_jsonl(tmp_path, data):
     raw, gz = data.draw(maybe_gzip(data.draw(file_bytes(st.just(text)))))
     path = case_dir(tmp_path) / f"tags.jsonl{gz}"
     path.write_bytes(raw)
-    splits = outcome(
-        "frame_labeling JSONL", path.name, lambda: frame_labeling.load_data(TOKEN_CONFIG, str(path))
-    )
+    splits = outcome("tagging JSONL", path.name, lambda: tagging.load_data(TOKEN_CONFIG, str(path)))
     if splits is not None:
         check_splits(splits)
 
 
-def test_frame_labeling_tags_unseen_in_training(tmp_path):
+def test_tagging_tags_unseen_in_training(tmp_path):
     train = tmp_path / "train.txt"
     train.write_text("".join(f"w{i} B-NP\nx I-NP\n\n" for i in range(30)))
     test = tmp_path / "test.txt"
     test.write_text("w B-XYZ\n\n")
     # Unseen test tags are scored as errors by evaluation (conlleval), not refused.
-    splits = frame_labeling.load_data(TOKEN_CONFIG, str(train), str(test))
+    splits = tagging.load_data(TOKEN_CONFIG, str(train), str(test))
     assert splits.test[0][1] == ["B-XYZ"]
 
 

@@ -97,7 +97,7 @@ def test_frame_labeling_builtin_frames(tmp_path):
 )
 def test_conll2000_chunking_f1_93(tmp_path):
     args = ["--data", str(CONLL / "train.txt"), "--test-data", str(CONLL / "test.txt")]
-    metrics = run(["run", "frame_labeling", "--preset", "conll2000", *args], tmp_path)
+    metrics = run(["run", "tagging", "--preset", "conll2000", *args], tmp_path)
     assert metrics["sequences"] == 2012
     assert metrics["chunk_f1"] >= 93.0, metrics["chunk_f1"]
 
@@ -112,7 +112,7 @@ def test_ud_ewt_upos_95(tmp_path):
         "--test-data",
         str(EWT / "en_ewt-ud-test.conllu.gz"),
     ]
-    metrics = run(["run", "frame_labeling", "--preset", "ud-upos", *args], tmp_path)
+    metrics = run(["run", "tagging", "--preset", "ud-upos", *args], tmp_path)
     assert metrics["sequences"] == 2077
     assert metrics["accuracy"] >= 0.95, metrics["accuracy"]
 
@@ -146,7 +146,7 @@ def test_ablation_smoke_on_upos_small(tmp_path):
     # Two cells, one seed each: the ablation machinery on real data (the full 9 x 3 is in RESULTS).
     args = [
         "ablate",
-        "frame_labeling",
+        "tagging",
         "--preset",
         "upos-small",
         "--cells",

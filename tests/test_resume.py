@@ -39,7 +39,7 @@ def recipe_args(recipe, tmp_path):
     if recipe == "sentiment":
         data = write_csv(tmp_path / "reviews.csv", make_reviews(800))
         return [*common, "--data", str(data), "--set", "max_examples=640"]
-    if recipe == "frame_labeling":
+    if recipe == "tagging":
         return [*common, "--data", str(write_tags(tmp_path / "tags.txt"))]
     if recipe == "translation":
         return [*common, "--set", "max_examples=400"]
@@ -77,7 +77,7 @@ def finish(proc):
 RECIPES = [
     "sentiment",
     pytest.param("translation", marks=pytest.mark.slow),
-    pytest.param("frame_labeling", marks=pytest.mark.slow),
+    pytest.param("tagging", marks=pytest.mark.slow),
     pytest.param("char_lm", marks=pytest.mark.slow),
     pytest.param("image_captioning", marks=pytest.mark.slow),
 ]

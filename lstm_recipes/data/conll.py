@@ -7,6 +7,8 @@ bad input is reported before TensorFlow starts.
 
 from __future__ import annotations
 
+import importlib.resources
+import re
 from pathlib import Path
 
 from lstm_recipes.data import files
@@ -138,3 +140,84 @@ def read_jsonl(path: Path, tokens_key: str = "tokens", tags_key: str = "tags") -
 def drop_empty(sentences: list[Sentence]) -> list[Sentence]:
     """Sentences with at least one token (a zero-length sentence has nothing to tag)."""
     return [s for s in sentences if s[0]]
+
+
+# Sentence-final and inner marks, as in punctuation restoration (Tilk & Alumäe 2016).
+MARKS = {",": "COMMA", ";": "COMMA", ":": "COMMA", ".": "PERIOD", "!": "PERIOD", "?": "QUESTION"}
+
+
+def punctuation_sentences(texts: list[str]) -> list[Sentence]:
+    """Words without their punctuation, each tagged with the mark that followed it (or O).
+
+    Args:
+        texts: raw sentences or snippets.
+    """
+    out = []
+    for text in texts:
+        tokens, tags = [], []
+        for piece in re.findall(r"[^\W_]+(?:['&-][^\W_]+)*|[^\w\s]", text):
+            if piece[0].isalnum():
+                tokens.append(piece)
+                tags.append("O")
+            elif piece in MARKS and tags and tags[-1] == "O":
+                tags[-1] = MARKS[piece]
+        out.append((tokens, tags, []))
+    return drop_empty(out)
+
+
+def builtin_punctuation() -> list[Sentence]:
+    """The bundled Rotten Tomatoes snippets as a punctuation restoration task (see above)."""
+    resource = importlib.resources.files("lstm_recipes.recipes") / "data/rotten_tomatoes.csv.gz"
+    with importlib.resources.as_file(resource) as path:
+        texts = [row["text"] for row in files.read_table(Path(path), ["text"])]
+    return punctuation_sentences(texts)
+
+
+def tfds_sentences(spec: str, tag_key: str) -> dict[str, list[Sentence]]:
+    """Sentences of every split of a TFDS tagging dataset (e.g. ``tfds:conll2003``).
+
+    Args:
+        spec: ``tfds:NAME``.
+        tag_key: the feature holding the tags (``ner``, ``pos``, ``chunks``, ``upos``).
+    """
+    from lstm_recipes.data.tfds import load_tfds
+
+    hint = "--data train.txt --test-data test.txt (CoNLL columns) or a .conllu file"
+    splits, info = load_tfds(spec, ["tokens", tag_key], hint)
+    names = list(getattr(info.features[tag_key].feature, "names", []) or [])
+
+    def text(value) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    def sentences(rows):
+        out = []
+        for n, (tokens, tags) in enumerate(rows, 1):
+            if len(tokens) != len(tags):
+                raise UserError(
+                    f"{spec}: example {n}: expected as many {tag_key!r} tags as tokens, found "
+                    f"{len(tags)} tags for {len(tokens)} tokens"
+                )
+            tags = [names[int(t)] if names else text(t) for t in tags]
+            out.append(([text(t) for t in tokens], tags, []))
+        return drop_empty(out)
+
+    return {name: sentences(rows) for name, rows in splits.items()}
+
+
+def write_predictions(path: Path, tokens: list, gold: list, predicted: list) -> None:
+    """``token gold predicted`` per line, a blank line after each sentence (conlleval's input).
+
+    Args:
+        path: the file to write.
+        tokens: tokens, one list per sentence; only as many as ``gold`` has are written.
+        gold: gold tags, one list per sentence.
+        predicted: predicted tags, parallel to ``gold``.
+    """
+    with open(path, "w", encoding="utf-8") as out:
+        for words, g, p in zip(tokens, gold, predicted):
+            # conlleval splits on whitespace: a token holding a space (JSONL, tfds) is written
+            # with "_" for it, and an all-space token as "_".
+            out.writelines(
+                f"{'_'.join(w.split()) or '_'} {a} {b}\n" for w, a, b in zip(words, g, p)
+            )
+            out.write("\n")
