@@ -13,6 +13,7 @@ from keras import layers, ops
 from lstm_recipes import cells, fused
 
 
+@keras.saving.register_keras_serializable(package="lstm_recipes")
 class StackedLSTM(layers.Layer):
     """A stack of (bi)LSTM layers with dropout between them and optional residual connections.
 
@@ -171,6 +172,7 @@ class StackedLSTM(layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="lstm_recipes")
 class MaskedPooling(layers.Layer):
     """Pool a masked sequence over time: ``max``, ``mean`` or both concatenated (``max_mean``).
 
@@ -215,6 +217,7 @@ class MaskedPooling(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="lstm_recipes")
 class TokenDropout(layers.Layer):
     """During training, replace each real token id with the out-of-vocabulary id at ``rate``.
 
@@ -242,6 +245,7 @@ class TokenDropout(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "oov_id": self.oov_id, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="lstm_recipes")
 class CharEncoder(layers.Layer):
     """One feature vector per word from its characters: a CNN with max pooling over the
     characters (Ma & Hovy 2016) or the final states of a BiLSTM (Lample et al. 2016).
@@ -315,6 +319,7 @@ class CharEncoder(layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="lstm_recipes")
 class DropMask(layers.Layer):
     """Pass inputs through without their Keras mask.
 
@@ -349,10 +354,3 @@ def sequence_summary(x, mode: str, encoder_kwargs: dict):
         return StackedLSTM(return_sequences=False, name="encoder", **encoder_kwargs)(x)
     seq = StackedLSTM(return_sequences=True, name="encoder", **encoder_kwargs)(x)
     return MaskedPooling(mode, name="pooling")(seq)
-
-
-keras.saving.register_keras_serializable(package="lstm_recipes")(StackedLSTM)
-keras.saving.register_keras_serializable(package="lstm_recipes")(MaskedPooling)
-keras.saving.register_keras_serializable(package="lstm_recipes")(TokenDropout)
-keras.saving.register_keras_serializable(package="lstm_recipes")(CharEncoder)
-keras.saving.register_keras_serializable(package="lstm_recipes")(DropMask)

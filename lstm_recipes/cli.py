@@ -181,6 +181,12 @@ def run(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devic
     trained.evaluate()
     path = trained.export()
     run_dir = trained.run_dir
+    module = trained.module
+    # A recipe whose example depends on the data (a frame's width) gives it from its prep.
+    if hasattr(module, "predict_example"):
+        example = module.predict_example(trained.config, trained.prep)
+    else:
+        example = getattr(module, "PREDICT_EXAMPLE", "INPUT")
     click.echo(
         f"\nDone. Everything is in {run_dir}:\n"
         f"  metrics      {run_dir / 'metrics.json'}\n"
@@ -188,7 +194,7 @@ def run(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devic
         f"  plots        {run_dir / 'plots'}\n"
         f"  TensorBoard  tensorboard --logdir {run_dir / 'logs'}\n"
         f"  SavedModel   {path}\n"
-        f"Try it: lstm-recipes predict {path} {getattr(trained.module, 'PREDICT_EXAMPLE', 'INPUT')}"
+        f"Try it: lstm-recipes predict {path} {example}"
     )
 
 

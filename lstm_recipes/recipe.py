@@ -19,7 +19,8 @@ Training reads the config fields ``seed``, ``batch_size``, ``epochs``, ``learnin
 ``strategy`` (``distribute.Strategy``: needed for ``--strategy``).
 Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoint, default
 ``val_loss``), ``MAIN_METRIC`` (the test metric ``ablate`` compares, default ``accuracy``),
-``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE``, ``MOVED_PRESETS`` (preset
+``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE`` (or
+``predict_example(config, prep)`` when it depends on the data), ``MOVED_PRESETS`` (preset
 name -> the recipe that now holds it, for a one-line pointer).
 """
 

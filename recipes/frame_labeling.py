@@ -18,12 +18,13 @@ frames: ``--data frames.csv`` (one long CSV: sequence_id, step, feature..., labe
 
 Export: ``serving_default(frames: float32[None, None, F]) -> {labels: string[None, None],
 probabilities: float32[None, None, C]}``; rows of NaN pad. From the command line, each INPUT is
-one sequence as a JSON list of frames (see ``PREDICT_EXAMPLE``).
+one sequence as a JSON list of frames (see ``predict_example``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import keras
@@ -54,7 +55,6 @@ SIGNATURES = {
 MONITOR = "val_masked_accuracy"
 MAIN_METRIC = "accuracy"  # the test metric `ablate` compares
 # One sequence of two frames with the builtin data's 6 channels (ax ay az wx wy wz).
-PREDICT_EXAMPLE = "'[[0.1, -0.5, 0.8, 0.0, 0.1, -0.1], [0.2, -0.4, 0.7, 0.1, 0.0, -0.2]]'"
 MOVED_PRESETS = {"conll2000": "tagging", "ud-upos": "tagging", "upos-small": "tagging"}
 
 
@@ -295,6 +295,13 @@ def evaluate(config: Config, model: keras.Model, prep: dict, recordings: list, r
 
 
 # ----------------------------------------------------------------------------- export
+
+
+def predict_example(config: Config, prep: dict) -> str:
+    """A ``predict`` argument for this run: two frames at the training mean, as shell-quoted
+    JSON (a frame has as many numbers as the run's data has features)."""
+    frame = [round(float(v), 3) for v in prep["mean"]]
+    return f"'{json.dumps([frame, frame])}'"
 
 
 def serving(config: Config, model: keras.Model, prep: dict) -> Serving:

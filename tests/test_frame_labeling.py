@@ -133,14 +133,14 @@ def test_windowed_frames_equal_the_model_on_one_window_and_ignore_padding():
 
 
 def test_frames_csv_end_to_end_and_the_printed_predict_command_works(tmp_path, monkeypatch):
-    # Six features, as the builtin data has, so PREDICT_EXAMPLE fits this model too.
+    # Five features (the builtin data has six): the printed example must fit this model.
     rng = np.random.default_rng(0)
-    rows = ["sequence_id,step,x,y,n1,n2,n3,n4,label"]
+    rows = ["sequence_id,step,x,n1,n2,n3,n4,label"]
     for seq in range(12):
         for step in range(120):
             label = "walk" if (step // 30) % 2 == 0 else "rest"
             level = 2.0 if label == "walk" else -2.0
-            noise = ",".join(f"{v:.3f}" for v in rng.normal(size=5))
+            noise = ",".join(f"{v:.3f}" for v in rng.normal(size=4))
             rows.append(f"s{seq},{step},{level + rng.normal():.3f},{noise},{label}")
     path = tmp_path / "frames.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -160,7 +160,8 @@ def test_frames_csv_end_to_end_and_the_printed_predict_command_works(tmp_path, m
     answer = CliRunner().invoke(main, [*argv[1:], "--json"])
     assert answer.exit_code == 0, answer.output
     row = json.loads(answer.output.strip().splitlines()[-1])
-    example = json.loads(shlex.split(frame_labeling.PREDICT_EXAMPLE)[0])
+    example = json.loads(argv[3])
+    assert len(example[0]) == 5
     assert len(row["labels"]) == len(example) and set(row["labels"]) <= {"walk", "rest"}
     assert np.allclose(np.sum(row["probabilities"], -1), 1.0, atol=1e-3)
     # Served edge inputs: no frames, zero steps, NaN/inf/huge values, wrong widths.

@@ -249,11 +249,11 @@ def test_tiny_tagger_learns_chunks(chunk_run):
 
 
 def test_test_predictions_are_written_as_conll_lines(chunk_run):
-    from lstm_recipes import training
+    from lstm_recipes import rundir
 
-    module, config, _ = training.load_run(chunk_run)
+    module, config, _ = rundir.load_run(chunk_run)
     splits = module.load_data(config, str(chunk_run.parent / "train.txt"))
-    labels = set(training.read_json(chunk_run / "preprocessing.json")["labels"])
+    labels = set(rundir.read_json(chunk_run / "preprocessing.json")["labels"])
     lines = (chunk_run / "predictions.conll").read_text(encoding="utf-8").split("\n")[:-1]
     tokens = sum(len(tokens) for tokens, _, _ in splits.test)
     assert len(lines) == tokens + len(splits.test)
@@ -266,11 +266,10 @@ def test_test_predictions_are_written_as_conll_lines(chunk_run):
 
 
 def test_tagger_export_round_trip_in_a_fresh_process(chunk_run, tmp_path):
-    from lstm_recipes import training
+    from lstm_recipes.run import Run
 
-    module, config, _ = training.load_run(chunk_run)
-    prep = training.read_json(chunk_run / "preprocessing.json")
-    model = training.load_model(module, config, prep, chunk_run)
+    run = Run.reopen(chunk_run)
+    config, prep, model = run.config, run.prep, run.model
     tagger = tagging.Tagger(config, model, prep)
     tokens = [["the", "cat", "sat", "on", "a", "mat", "."], ["Paris", "likes", "", "", "", "", ""]]
     expected = tagger(tf.constant(tokens))[0].numpy().astype(str).tolist()
