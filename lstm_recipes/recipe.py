@@ -21,7 +21,8 @@ Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoi
 ``val_loss``), ``MAIN_METRIC`` (the test metric ``ablate`` compares, default ``accuracy``),
 ``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE`` (or
 ``predict_example(config, prep)`` when it depends on the data), ``MOVED_PRESETS`` (preset
-name -> the recipe that now holds it, for a one-line pointer).
+name -> the recipe that now holds it, for a one-line pointer), ``REMOVED_FIELDS`` (field name ->
+what to do instead).
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ def resolve_config(module: types.ModuleType, preset: str, overrides: typing.Sequ
         key = key.strip()
         if not sep:
             raise UserError(f"expected --set KEY=VALUE, got {item!r}")
+        removed = getattr(module, "REMOVED_FIELDS", {}).get(key)
+        if key not in names and removed:
+            raise UserError(f"config key {key!r} is gone: {removed}")
         if key not in names and RENAMED.get(key) in names:
             raise UserError(
                 f"config key {key!r} is now called {RENAMED[key]!r}: --set {RENAMED[key]}=..."

@@ -87,6 +87,12 @@ def test_token_presets_point_to_the_tagging_recipe(preset):
     assert preset in tagging.PRESETS
 
 
+def test_the_old_input_field_points_to_the_tagging_recipe():
+    with pytest.raises(UserError, match="lstm-recipes run tagging") as caught:
+        recipe_lib.resolve_config(frame_labeling, "default", ["input=tokens"])
+    assert "\n" not in str(caught.value)
+
+
 # ----------------------------------------------------------------------------- scoring
 
 
