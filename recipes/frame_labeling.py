@@ -54,7 +54,6 @@ SIGNATURES = {
 # Per-frame accuracy is what evaluation reports: keep the checkpoint that is best at it.
 MONITOR = "val_masked_accuracy"
 MAIN_METRIC = "accuracy"  # the test metric `ablate` compares
-# One sequence of two frames with the builtin data's 6 channels (ax ay az wx wy wz).
 MOVED_PRESETS = {"conll2000": "tagging", "ud-upos": "tagging", "upos-small": "tagging"}
 REMOVED_FIELDS = {
     "input": "this recipe labels frames; tokens are tagged by lstm-recipes run tagging"
