@@ -43,6 +43,7 @@ def test_cli_startup_quick_judges_the_goal_by_its_own_medians(tmp_path):
     assert all(name in verdict for name in slow), out
 
 
+@pytest.mark.slow  # a minute or more of CI for a smoke run of a benchmark
 def test_imdb_throughput_quick_compares_recipe_and_reference(tmp_path):
     out = bench("imdb_throughput.py", "--quick", "--keras-loop", tmp_path=tmp_path)
     assert "generated data" in out
@@ -68,6 +69,7 @@ def test_imdb_throughput_quick_compares_recipe_and_reference(tmp_path):
     assert re.search(r"fused loop / Keras's loop: \d+\.\d\dx", out)
 
 
+@pytest.mark.slow  # a minute or more of CI for a smoke run of a benchmark
 def test_fused_lstm_quick_times_every_shape_on_both_loops(tmp_path):
     out = bench("fused_lstm.py", "--quick", tmp_path=tmp_path)
     assert "fused loop in use: True" in out

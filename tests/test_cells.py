@@ -143,10 +143,11 @@ def test_full_states():
 @pytest.mark.parametrize(
     "recipe,cell,example",
     [
-        ("translation", "fgr", ["one two three"]),
-        ("char_lm", "gru", ["--prompt", "ab", "--chars", "5"]),
-        ("frame_labeling", "cifg", None),
-        # test_contract already runs tagging on its builtin data; this adds a cell only.
+        # test_contract already runs every recipe on its builtin data; these add a cell only,
+        # which the cell tests above check layer by layer: one recipe in the fast suite.
+        pytest.param("translation", "fgr", ["one two three"], marks=pytest.mark.slow),
+        pytest.param("char_lm", "gru", ["--prompt", "ab", "--chars", "5"], marks=pytest.mark.slow),
+        pytest.param("frame_labeling", "cifg", None, marks=pytest.mark.slow),
         pytest.param("tagging", "nfg", ["a fine film ."], marks=pytest.mark.slow),
         ("sentiment", "simple_rnn", ["a dull film"]),
     ],
