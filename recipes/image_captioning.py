@@ -95,6 +95,7 @@ class Config:
     feature_dim: int = 256  # width the image features are projected to
     embedding_dim: int = 256  # word embedding width
     units: int = 512  # decoder LSTM units
+    layers: int = 1  # stacked decoder LSTM layers
     dropout: float = 0.3  # dropout on features, embeddings and before the logits
     batch_size: int = 64  # (image, caption) pairs per batch
     epochs: int = 20  # most epochs; early stopping may end sooner
@@ -302,7 +303,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         len(prep["vocabulary"]) + 2,
         config.embedding_dim,
         config.units,
-        1,
+        config.layers,
         attention=config.attention,
         dropout=config.dropout,
         cell=config.cell,

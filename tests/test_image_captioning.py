@@ -410,3 +410,18 @@ def test_served_captioning_edge_inputs(tiny_run):
     results = run_edge_inputs(tiny_run / "export" / "1")
     corrupt = [r for r in results if r["case"] in ("not_an_image", "truncated_png", "empty_bytes")]
     assert corrupt and all(r["outcome"] == "InvalidArgumentError" for r in corrupt), corrupt
+
+
+def test_layers_stacks_the_decoder_and_the_search_carries_every_layer(tmp_path):
+    # `layers` means the same in every recipe: here, stacked decoder LSTMs.
+    config = recipe_lib.resolve_config(captioning, "tiny", ["layers=2", "max_length=5"])
+    examples = builtin_examples(3)
+    prep = captioning.fit_preprocessing(config, examples, tmp_path)
+    model = captioning.build_model(config, prep)
+    assert model.get_layer("decoder").num_layers == 2
+    search = captioning.captioner(config, model, prep)
+    images = tf.constant([vision.image_bytes(r) for r, _ in examples])
+    for width in (1, 2):
+        captions = [t.decode() for t in search(images, width).numpy()]
+        words = {w for c in captions for w in c.split()}
+        assert len(captions) == 3 and words and words <= set(prep["vocabulary"]), captions

@@ -109,7 +109,7 @@ def test_every_integer_field_has_a_checked_minimum(name):
 def test_one_name_per_meaning_in_every_recipe(name):
     fields = {f.name for f in dataclasses.fields(recipe_lib.load_recipe(name).Config)}
     assert not fields & set(recipe_lib.RENAMED), "an old config name is back"
-    for canonical in ("validation_size", "max_examples"):
+    for canonical in ("validation_size", "test_size", "max_examples", "layers"):
         assert canonical in fields, f"{name} lacks {canonical}"
 
 
