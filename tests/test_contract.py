@@ -12,6 +12,9 @@ from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.cli import main
 
 RECIPES = recipe_lib.list_recipes()
+# The built-in translation data has 20,000 pairs: 10% for validation and test would make this
+# run mostly beam search over 2,000 sentences.
+SMALLER_SPLITS = {"translation": ["--set", "validation_size=200", "--set", "test_size=200"]}
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -40,6 +43,7 @@ def test_recipe_runs_tiny_end_to_end(name, tmp_path, monkeypatch):
     # epoch: tracing the replicated steps makes a mirrored epoch dearer (CI time); the other
     # tests of each recipe train with the default strategy.
     args = ["run", name, "--preset", "tiny", "--run-dir", "run", *MIRRORED, "--set", "epochs=1"]
+    args += SMALLER_SPLITS.get(name, [])
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "strategy: mirrored, 2 replica(s) in sync" in result.output
