@@ -148,9 +148,30 @@ def shard_by_data(dataset):
     """
     import tensorflow as tf
 
+    policy = tf.data.experimental.AutoShardPolicy
+    # Streamed shards are split between workers by the recipe, which says so with OFF.
+    if dataset.options().experimental_distribute.auto_shard_policy == policy.OFF:
+        return dataset
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = policy.DATA
     return dataset.with_options(options)
+
+
+def worker_of(name: str) -> tuple[int, int]:
+    """(this worker's index, how many workers) that read input in a job of strategy ``name``:
+    chief first, then the workers in TF_CONFIG's order; (0, 1) unless ``multi-worker``.
+
+    Args:
+        name: the config's ``strategy``.
+    """
+    if name != "multi-worker":
+        return 0, 1
+    value = tf_config()
+    cluster, task = value["cluster"], value["task"]
+    order = [("chief", i) for i in range(len(cluster.get("chief", [])))] + [
+        ("worker", i) for i in range(len(cluster.get("worker", [])))
+    ]
+    return order.index((task["type"], task["index"])), len(order)
 
 
 def is_chief(strategy) -> bool:

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_recipes import blocks, cells, distribute, metrics, plots, training
-from lstm_recipes.data import Splits, check_labels_seen, files, limit, make_splits
+from lstm_recipes.data import Splits, check_labels_seen, files, limit, make_splits, shards, stream
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -48,6 +48,8 @@ DATA_FORMS = {
     "(features named by text_column, label_column)",
     "FILE.csv|.tsv|.jsonl[.gz]": "one example per row; columns named by text_column, label_column",
     "FOLDER/": "one sub-folder of .txt files per class (the sub-folder name is the label)",
+    "'SHARDS-*.csv.gz'|FOLDER/|.parquet|.tfrecord": "a corpus streamed from shards (CSV/TSV/JSONL, "
+    "gzip too, Parquet, TFRecord of tf.train.Example), split by a hash of each row",
 }
 SIGNATURES = {
     "serving_default": "text: string[None] -> {label: string[None], probabilities: float32[None, C]}"
@@ -142,9 +144,32 @@ def _examples(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
     return pairs, str(path)
 
 
+def _streamed(config: Config, data: str, test_data: str | None) -> Splits:
+    """A sharded corpus: the train split streams; validation and test are kept in memory."""
+    fields = shards.Fields((config.text_column, config.label_column))
+    loaded = stream.load(
+        data,
+        fields,
+        seed=config.seed,
+        validation_size=config.validation_size,
+        test_size=config.test_size,
+        separate_test=bool(test_data),
+        max_examples=config.max_examples,
+        count_field=1,
+    )
+    if test_data:
+        test = stream.read_all(test_data, fields) if shards.is_shards_spec(test_data) else None
+        test = test if test is not None else _examples(config, test_data)[0]
+    else:
+        test = loaded.test
+    return Splits(loaded.train, loaded.validation, test, loaded.train.source)
+
+
 def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
     """Train/validation/test (text, label) pairs from --data and optional --test-data."""
-    if is_tfds_spec(data):
+    if shards.is_shards_spec(data):
+        result = _streamed(config, data, test_data)
+    elif is_tfds_spec(data):
         hint = "--data train.csv --test-data test.csv (columns text,label) or a folder of class folders"
         splits, info = load_tfds(data, [config.text_column, config.label_column], hint)
         feature = info.features[config.label_column]
@@ -174,8 +199,11 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             test_size=config.test_size,
             source=source,
         )
-    result.train = limit(result.train, config.max_examples, config.seed)
-    classes = sorted({y for _, y in result.train})
+    if isinstance(result.train, stream.Stream):
+        classes = sorted(result.train.counts)
+    else:
+        result.train = limit(result.train, config.max_examples, config.seed)
+        classes = sorted({y for _, y in result.train})
     if len(classes) < 2:
         raise UserError(
             f"expected at least 2 classes in the training data of {data}, found "
@@ -186,7 +214,7 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             f"expected examples in train, validation and test, found {result.sizes()} in "
             f"{_specs(data, test_data)} (give more examples, or --test-data)"
         )
-    check_labels_seen(result, lambda example: [example[1]], _specs(data, test_data))
+    check_labels_seen(result, lambda example: [example[1]], _specs(data, test_data), seen=classes)
     return result
 
 
@@ -201,8 +229,20 @@ def _label_order(labels: set[str]) -> list[str]:
     return sorted(labels)
 
 
-def fit_preprocessing(config: Config, train: list) -> dict:
+def fit_preprocessing(config: Config, train: list | stream.Stream) -> dict:
     """Vocabulary and label names, fitted on the training examples only."""
+    if isinstance(train, stream.Stream):
+        lengths: list[int] = []
+        vocabulary, counted = text_lib.count_vocabulary(
+            (columns[0] for columns in train.batches()), config.vocab_size, lengths=lengths
+        )
+        edges = text_lib.quantile_boundaries(np.minimum(lengths, config.max_length))
+        return {
+            "vocabulary": vocabulary,
+            "labels": _label_order(set(train.counts)),
+            "bucket_edges": edges,
+            "fitting": counted,
+        }
     return {
         "vocabulary": text_lib.fit_vocabulary([t for t, _ in train], config.vocab_size),
         "labels": _label_order({y for _, y in train}),
@@ -211,6 +251,8 @@ def fit_preprocessing(config: Config, train: list) -> dict:
 
 def batches(config: Config, prep: dict, examples: list, training: bool) -> tf.data.Dataset:
     """Length-bucketed batches of (token ids, class id)."""
+    if isinstance(examples, stream.Stream):
+        return _streamed_batches(config, prep, examples, training)
     index = {name: i for i, name in enumerate(prep["labels"])}
     unknown = sorted({y for _, y in examples if y not in index})
     if unknown:
@@ -228,6 +270,28 @@ def batches(config: Config, prep: dict, examples: list, training: bool) -> tf.da
         training=training,
         seed=config.seed,
         max_length=config.max_length,
+    )
+
+
+def _streamed_batches(config: Config, prep: dict, train: stream.Stream, training: bool):
+    vectorizer = text_lib.make_vectorizer(prep["vocabulary"])
+    labels = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(prep["labels"], tf.range(len(prep["labels"]))), -1
+    )
+
+    def encode(texts, label_names):
+        ids = tf.cast(vectorizer(texts)[:, : config.max_length], tf.int32)
+        return ids, labels.lookup(label_names)
+
+    return text_lib.streamed_batches(
+        train.dataset(*distribute.worker_of(config.strategy)),
+        encode,
+        config.batch_size,
+        training=training,
+        seed=config.seed,
+        edges=prep["bucket_edges"],
+        length_of=lambda x, y: tf.shape(x)[0],
+        pad=lambda x, y: (tf.pad(x, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(x)[1])]]), y),
     )
 
 

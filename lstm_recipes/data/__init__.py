@@ -117,6 +117,7 @@ def check_labels_seen(
     labels_of: Callable[[object], Iterable[str]],
     data: str,
     names: Iterable[str] = ("validation", "test"),
+    seen: Iterable[str] | None = None,
 ):
     """Fail before training when validation or test data hold a label training never saw.
 
@@ -128,8 +129,11 @@ def check_labels_seen(
         data: the --data (and --test-data) specs, for the message.
         names: the splits to check (a tagger's evaluation scores unseen test tags as errors,
             as conlleval does, so it checks validation only).
+        seen: the training labels, when the train split is streamed (counted by its pass).
     """
-    seen = {str(y) for example in splits.train for y in labels_of(example)}
+    if seen is None:
+        seen = {str(y) for example in splits.train for y in labels_of(example)}
+    seen = {str(y) for y in seen}
     for name in names:
         unseen = sorted(
             {str(y) for example in getattr(splits, name) for y in labels_of(example)} - seen

@@ -39,6 +39,7 @@ class Report:
     encoding: str = "utf-8"
     decode_errors: str = "strict"
     skip_bad_rows: int = 0
+    quiet: bool = False  # skip without printing (a second pass over rows already reported)
     replaced: int = 0  # undecodable bytes replaced by U+FFFD
     replaced_in: dict = dataclasses.field(default_factory=dict)  # file -> replaced bytes
     skipped: list = dataclasses.field(default_factory=list)  # "file:line: why", first SHOWN
@@ -60,6 +61,8 @@ class Report:
             )
             raise UserError(f"{where}: {message}{extra}")
         self.skipped_count += 1
+        if self.quiet:
+            return
         if len(self.skipped) < SHOWN:
             self.skipped.append(f"{where}: {message}")
             print(f"skipped {where}: {message}", flush=True)
@@ -163,7 +166,7 @@ def decode(raw: bytes, where: str) -> str:
         if report.decode_errors == "replace":
             text = raw.decode(codec, errors="replace")
             # Count bytes, not replacement characters: one U+FFFD may stand for several bytes.
-            bad = _undecodable_bytes(raw, codec)
+            bad = undecodable_bytes(raw, codec)
             report.replaced += bad
             report.replaced_in[where] = report.replaced_in.get(where, 0) + bad
             return text
@@ -181,7 +184,13 @@ def decode(raw: bytes, where: str) -> str:
         ) from None
 
 
-def _undecodable_bytes(raw: bytes, codec: str) -> int:
+def undecodable_bytes(raw: bytes, codec: str) -> int:
+    """How many bytes of ``raw`` the codec cannot decode.
+
+    Args:
+        raw: the bytes.
+        codec: a Python codec name.
+    """
     count = 0
 
     def handler(error: UnicodeDecodeError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
+
 import numpy as np
 import tensorflow as tf
 from keras import layers
@@ -174,3 +177,103 @@ def bucketed_batches(
     )
     ds = ds.map(lambda x, y: (tf.pad(x, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(x)[1])]]), y))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- streamed corpora
+
+
+def count_vocabulary(
+    texts: Iterable[list[str]],
+    max_tokens: int,
+    standardize=standardize,
+    cap: int = 0,
+    lengths: list | None = None,
+) -> tuple[list[str], dict]:
+    """``fit_vocabulary`` in one pass over batches of texts, in bounded memory.
+
+    Tokens are counted in a dictionary of at most ``cap`` entries: when it grows past that, the
+    rarer half is dropped (counts of tokens that come back restart from 0). The kept tokens
+    are exact unless a token's count was pruned away, which takes ``cap`` rarer tokens seen
+    between its occurrences; with ``cap`` 10x ``max_tokens`` or more this leaves the head of
+    the vocabulary intact. The same standardization and splitting as ``fit_vocabulary``.
+
+    Args:
+        texts: batches of training texts (lists of strings).
+        max_tokens: vocabulary size including the padding and OOV ids.
+        standardize: the text -> text function applied before splitting on whitespace.
+        cap: most distinct tokens counted (0: ``max(20 * max_tokens, 200_000)``).
+        lengths: if given, receives up to 100,000 token counts of the texts (a uniform sample,
+            for bucket edges).
+
+    Returns:
+        The vocabulary (no padding or OOV entries, most frequent first, ties by token) and
+        what the pass did: texts, tokens, distinct tokens seen at most, prunings.
+    """
+    cap = cap or max(20 * max_tokens, 200_000)
+    counts: collections.Counter = collections.Counter()
+    stats = {"texts": 0, "tokens": 0, "prunings": 0, "cap": cap}
+    rng = np.random.default_rng(0)
+    for batch in texts:
+        tokens = tf.strings.split(standardize(tf.constant(batch)))
+        counts.update(tokens.flat_values.numpy().tolist())
+        if lengths is not None:
+            _reservoir(lengths, tokens.row_lengths().numpy().tolist(), stats["texts"], rng)
+        stats["texts"] += len(batch)
+        stats["tokens"] += int(tokens.flat_values.shape[0])
+        if len(counts) > cap:
+            counts = collections.Counter(dict(counts.most_common(cap // 2)))
+            stats["prunings"] += 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(max_tokens - 2, 0)]
+    return [token.decode("utf-8") for token, _ in ranked], stats
+
+
+def _reservoir(sample: list, values: list, seen: int, rng, size: int = 100_000) -> None:
+    # Algorithm R: every value seen so far is in the sample with the same probability.
+    for value in values:
+        seen += 1
+        if len(sample) < size:
+            sample.append(value)
+        else:
+            slot = rng.integers(seen)
+            if slot < size:
+                sample[slot] = value
+
+
+def streamed_batches(
+    dataset: tf.data.Dataset,
+    encode_batch,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int,
+    edges: list[int],
+    length_of,
+    pad,
+    shuffle_buffer: int = 20_000,
+) -> tf.data.Dataset:
+    """Bucketed batches from a dataset of raw examples read from shards (see
+    ``data.stream.Stream.dataset``), vectorized 1,024 at a time.
+
+    Args:
+        dataset: raw examples (tuples of scalar strings).
+        encode_batch: (batched raw fields...) -> a dataset element batch of ragged ids and
+            targets; it is unbatched after.
+        batch_size: examples per batch.
+        training: shuffle (within ``shuffle_buffer`` examples) when True.
+        seed: shuffle seed.
+        edges: bucket boundaries (from a sample of lengths; see ``quantile_boundaries``).
+        length_of: element -> its length, for bucketing.
+        pad: batch -> the batch the model takes (e.g. at least one step).
+        shuffle_buffer: examples held for shuffling.
+    """
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(1024).map(encode_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    # Unbatched ragged rows keep a ragged type spec, which bucketing's padding refuses.
+    dataset = dataset.unbatch().map(lambda *element: tf.nest.map_structure(tf.identity, element))
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=length_of,
+        bucket_boundaries=edges,
+        bucket_batch_sizes=[batch_size] * (len(edges) + 1),
+    )
+    return dataset.map(pad).prefetch(tf.data.AUTOTUNE)

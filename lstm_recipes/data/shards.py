@@ -1,0 +1,364 @@
+"""Corpora in shards: find the files of a spec and read their rows in batches, in bounded memory.
+
+A spec is a glob (``'corpus/part-*.tsv.gz'``), a folder of shards, or one Parquet or TFRecord
+file. Formats, by file name: CSV, TSV and JSONL (each ``.gz`` too), Parquet (read by row group
+with ``pyarrow``), TFRecord of ``tf.train.Example`` (``.tfrecord``, ``.tfrecords``, ``.tfrec``;
+``.gz`` for GZIP-compressed records). Rows come out as batches of text columns with the line
+(or row) number of each, for messages that name the file and line.
+
+Text is decoded line by line with the run's ``encoding``; a broken row (wrong field count, bad
+JSON, an undecodable line under ``decode_errors=strict``, an empty field) goes to the run's
+``reading.Report``, which skips it within ``skip_bad_rows`` or refuses with a one-line error.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from lstm_recipes.data import reading
+from lstm_recipes.errors import UserError
+
+TEXT_FORMATS = ("csv", "tsv", "jsonl")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".tfrec": "tfrecord",
+}
+BATCH_ROWS = 4096
+
+
+def file_format(path: Path) -> str | None:
+    """``csv``, ``tsv``, ``jsonl``, ``parquet`` or ``tfrecord`` from a file name, else None."""
+    name = path.name.lower().removesuffix(".gz")
+    for suffix, fmt in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def is_shards_spec(spec: str) -> bool:
+    """True when ``spec`` names a corpus to stream: a glob, a folder of shard files, or a
+    Parquet or TFRecord file. (A single CSV/TSV/JSONL file is read into memory as before.)
+
+    Args:
+        spec: the ``--data`` value.
+    """
+    if spec.startswith("tfds:") or spec == "builtin":
+        return False
+    if glob.has_magic(spec):
+        return True
+    path = Path(spec)
+    if path.is_dir():
+        return any(file_format(p) for p in path.iterdir() if p.is_file())
+    return path.is_file() and file_format(path) in ("parquet", "tfrecord")
+
+
+def find(spec: str) -> list[Path]:
+    """The shard files of a spec, sorted by name, all of one format.
+
+    Args:
+        spec: a glob, a folder or a file.
+    """
+    if glob.has_magic(spec):
+        paths = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
+        what = f"files matching {spec!r}"
+    elif Path(spec).is_dir():
+        paths = sorted(p for p in Path(spec).iterdir() if p.is_file() and file_format(p))
+        what = f"shard files (.csv/.tsv/.jsonl[.gz], .parquet, .tfrecord) in {spec}"
+    else:
+        paths = [Path(spec)] if Path(spec).is_file() else []
+        what = f"a file at {spec}"
+    if not paths:
+        raise UserError(f"expected {what}, found none")
+    formats = {file_format(p) for p in paths}
+    if None in formats:
+        odd = next(p for p in paths if file_format(p) is None)
+        raise UserError(
+            f"expected .csv, .tsv, .jsonl (optionally .gz), .parquet or .tfrecord shards, "
+            f"found {odd.name} among {what}"
+        )
+    if len(formats) > 1:
+        raise UserError(
+            f"expected shards of one format, found {', '.join(sorted(formats))} among {what}"
+        )
+    return paths
+
+
+@dataclasses.dataclass(frozen=True)
+class Fields:
+    """Which fields of a row to read.
+
+    Args:
+        names: column names (CSV/TSV header, JSON keys, Parquet columns, Example features).
+        positions: for headerless TSV (sentence pairs, ``source<TAB>target``): the field
+            index of each name; empty when TSV files have a header.
+    """
+
+    names: tuple[str, ...]
+    positions: tuple[int, ...] = ()
+
+
+Batch = tuple[list[list[str]], list[int]]  # one list of values per field, and line numbers
+
+
+def read_batches(path: Path, fields: Fields, report: reading.Report) -> Iterator[Batch]:
+    """Rows of one shard, ``BATCH_ROWS`` at a time: the fields' values and each row's line.
+
+    Args:
+        path: the shard.
+        fields: the fields to read.
+        report: where bad rows and replaced bytes go (skipped within its bound, else refused).
+    """
+    fmt = file_format(path)
+    rows = {
+        "csv": _csv_rows,
+        "tsv": _tsv_rows,
+        "jsonl": _jsonl_rows,
+        "parquet": _parquet_rows,
+        "tfrecord": _tfrecord_rows,
+    }[fmt](path, fields, report)
+    columns: list[list[str]] = [[] for _ in fields.names]
+    lines: list[int] = []
+    for line, values in rows:
+        for column, value in zip(columns, values):
+            column.append(value)
+        lines.append(line)
+        if len(lines) == BATCH_ROWS:
+            yield columns, lines
+            columns, lines = [[] for _ in fields.names], []
+    if lines:
+        yield columns, lines
+
+
+# ----------------------------------------------------------------------------- text formats
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    number = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, 1):  # noqa: B007 (read after the loop)
+                yield raw
+    except FileNotFoundError:
+        raise UserError(f"expected a file at {path}, found none (was it moved?)") from None
+    except (OSError, EOFError, zlib.error) as e:
+        # gzip.BadGzipFile is an OSError; a truncated member ends in EOFError.
+        raise UserError(f"{path}: cannot read past line {number:,}: {e}") from None
+
+
+def _decoded_lines(path: Path, report: reading.Report) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) of each line; text is None for a line that could not be decoded
+    and was skipped."""
+    codec = report.encoding
+    if codec.lower().replace("_", "-") in ("utf-8", "utf8"):
+        codec = "utf-8-sig"
+    for number, raw in enumerate(_raw_lines(path), 1):
+        try:
+            text = raw.decode(codec if number == 1 else report.encoding)
+        except UnicodeDecodeError as e:
+            if report.decode_errors == "replace":
+                text = raw.decode(report.encoding, errors="replace")
+                bad = reading.undecodable_bytes(raw, report.encoding)
+                report.replaced += bad
+                report.replaced_in[str(path)] = report.replaced_in.get(str(path), 0) + bad
+            else:
+                report.bad_row(
+                    f"{path}:{number}",
+                    f"expected {report.encoding} text, found byte 0x{raw[e.start]:02x} that is "
+                    f"not (set encoding=NAME, or decode_errors=replace)",
+                )
+                yield number, None
+                continue
+        yield number, text.rstrip("\r\n")
+
+
+def _header(path: Path, names: list[str], found: list[str]) -> list[int]:
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise UserError(
+            f"expected columns {', '.join(names)} in {path}; missing {', '.join(missing)}, "
+            f"found {', '.join(found) or 'no header'} (choose others with --set)"
+        )
+    return [found.index(n) for n in names]
+
+
+def _tsv_rows(path: Path, fields: Fields, report: reading.Report):
+    lines = _decoded_lines(path, report)
+    if fields.positions:
+        indices, width = list(fields.positions), None
+    else:
+        first = next((text for _, text in lines if text is not None), None)
+        if first is None:
+            return
+        found = first.split("\t")
+        indices, width = _header(path, list(fields.names), found), len(found)
+    need = max(indices) + 1
+    for number, text in lines:
+        if text is None or not text.strip():
+            continue
+        values = text.split("\t")
+        if len(values) < need or (width is not None and len(values) != width):
+            report.bad_row(
+                f"{path}:{number}",
+                f"expected {width or f'at least {need}'} tab-separated fields, found {len(values)}",
+            )
+            continue
+        yield number, [values[i].strip() for i in indices]
+
+
+def _csv_rows(path: Path, fields: Fields, report: reading.Report):
+    numbered = _decoded_lines(path, report)
+    at = [0]
+
+    def texts():
+        for number, text in numbered:
+            at[0] = number
+            if text is not None:
+                yield text
+
+    reader = csv.reader(texts())
+    try:
+        found = next(reader, None)
+        if found is None:
+            return
+        indices = _header(path, list(fields.names), found)
+        width = len(found)
+        start = at[0] + 1
+        for values in reader:
+            number, start = start, at[0] + 1
+            if not values:
+                continue
+            if len(values) != width:
+                report.bad_row(
+                    f"{path}:{number}",
+                    f"expected {width} fields like the header, found {len(values)} (quote "
+                    "fields that hold a comma)",
+                )
+                continue
+            yield number, [values[i] for i in indices]
+    except csv.Error as e:
+        raise UserError(f"{path}:{at[0]}: expected well-formed CSV, found: {e}") from None
+
+
+def _jsonl_rows(path: Path, fields: Fields, report: reading.Report):
+    for number, text in _decoded_lines(path, report):
+        if text is None or not text.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            report.bad_row(where, f"expected one JSON object per line, found {text[:60]!r} ({e})")
+            continue
+        if not isinstance(row, dict):
+            report.bad_row(where, f"expected a JSON object, found {type(row).__name__}")
+            continue
+        missing = [n for n in fields.names if row.get(n) is None]
+        if missing:
+            report.bad_row(
+                where,
+                f"expected keys {', '.join(fields.names)}; missing {', '.join(missing)} (found "
+                f"{', '.join(row) or 'none'}; choose others with --set)",
+            )
+            continue
+        yield number, [_text(row[n]) for n in fields.names]
+
+
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):  # pre-tokenized text
+        return " ".join(map(str, value))
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- binary formats
+
+
+def _parquet_rows(path: Path, fields: Fields, report: reading.Report):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(
+            f"reading {path} needs pyarrow: pip install 'lstm-recipes[parquet]' (or pyarrow)"
+        ) from None
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises its own ArrowInvalid, OSError, ...
+        raise UserError(f"expected a Parquet file at {path}, found: {e}") from None
+    found = parquet.schema_arrow.names
+    _header(path, list(fields.names), found)
+    row = 0
+    try:
+        # One row group at a time: memory is bounded by the largest row group.
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=list(fields.names))
+            columns = [table.column(n).to_pylist() for n in fields.names]
+            for values in zip(*columns):
+                row += 1
+                if any(v is None for v in values):
+                    report.bad_row(f"{path}: row {row:,}", "expected a value, found null")
+                    continue
+                yield row, [_text(v) for v in values]
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{path}: cannot read past row {row:,}: {e}") from None
+
+
+def _tfrecord_rows(path: Path, fields: Fields, report: reading.Report):
+    import tensorflow as tf
+
+    compression = "GZIP" if path.name.lower().endswith(".gz") else ""
+    records = tf.data.TFRecordDataset(str(path), compression_type=compression)
+    row = 0
+    try:
+        for batch in records.batch(BATCH_ROWS).as_numpy_iterator():
+            for serialized in batch:
+                row += 1
+                try:
+                    example = tf.train.Example.FromString(serialized)
+                except Exception:
+                    report.bad_row(f"{path}: record {row:,}", "expected a tf.train.Example")
+                    continue
+                values = [_feature_text(example, n) for n in fields.names]
+                missing = [n for n, v in zip(fields.names, values) if v is None]
+                if missing:
+                    found = ", ".join(sorted(example.features.feature)) or "none"
+                    report.bad_row(
+                        f"{path}: record {row:,}",
+                        f"expected features {', '.join(fields.names)}; missing "
+                        f"{', '.join(missing)} (found {found}; choose others with --set)",
+                    )
+                    continue
+                yield row, values
+    except tf.errors.OpError as e:
+        raise UserError(f"{path}: cannot read past record {row:,}: {e.message}") from None
+
+
+def _feature_text(example, name: str) -> str | None:
+    feature = example.features.feature.get(name)
+    if feature is None:
+        return None
+    kind = feature.WhichOneof("kind")
+    if kind is None:
+        return None
+    values = list(getattr(feature, kind).value)
+    if kind == "bytes_list":
+        values = [v.decode("utf-8", errors="replace") for v in values]
+    return " ".join(map(str, values)) if len(values) != 1 else str(values[0])
