@@ -144,31 +144,12 @@ def _examples(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
     return pairs, str(path)
 
 
-def _streamed(config: Config, data: str, test_data: str | None) -> Splits:
-    """A sharded corpus: the train split streams; validation and test are kept in memory."""
-    fields = shards.Fields((config.text_column, config.label_column))
-    loaded = stream.load(
-        data,
-        fields,
-        seed=config.seed,
-        validation_size=config.validation_size,
-        test_size=config.test_size,
-        separate_test=bool(test_data),
-        max_examples=config.max_examples,
-        count_field=1,
-    )
-    if test_data:
-        test = stream.read_all(test_data, fields) if shards.is_shards_spec(test_data) else None
-        test = test if test is not None else _examples(config, test_data)[0]
-    else:
-        test = loaded.test
-    return Splits(loaded.train, loaded.validation, test, loaded.train.source)
-
-
 def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
     """Train/validation/test (text, label) pairs from --data and optional --test-data."""
     if shards.is_shards_spec(data):
-        result = _streamed(config, data, test_data)
+        fields = shards.Fields((config.text_column, config.label_column))
+        read_test = lambda spec: _examples(config, spec)[0]  # noqa: E731
+        result = stream.splits(data, test_data, fields, config, read_test, count_field=1)
     elif is_tfds_spec(data):
         hint = "--data train.csv --test-data test.csv (columns text,label) or a folder of class folders"
         splits, info = load_tfds(data, [config.text_column, config.label_column], hint)
@@ -233,8 +214,8 @@ def fit_preprocessing(config: Config, train: list | stream.Stream) -> dict:
     """Vocabulary and label names, fitted on the training examples only."""
     if isinstance(train, stream.Stream):
         lengths: list[int] = []
-        vocabulary, counted = text_lib.count_vocabulary(
-            (columns[0] for columns in train.batches()), config.vocab_size, lengths=lengths
+        (vocabulary,), counted = text_lib.count_vocabularies(
+            train.batches(), [(0, config.vocab_size, text_lib.standardize)], lengths=lengths
         )
         edges = text_lib.quantile_boundaries(np.minimum(lengths, config.max_length))
         return {

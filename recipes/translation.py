@@ -42,7 +42,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
-from lstm_recipes.data import Splits, limit, make_splits, parallel
+from lstm_recipes.data import Splits, limit, make_splits, parallel, shards, stream
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
 from lstm_recipes.data.tfds import contained_tempfiles, is_tfds_spec, load_tfds, make_builder
@@ -175,7 +175,15 @@ def _tfds_splits(config: Config, spec: str) -> Splits:
 
 def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
     """Train/validation/test (source, target) pairs; ``reverse`` swaps the sides."""
-    if is_tfds_spec(data):
+    if shards.is_shards_spec(data):
+        # Headerless .tsv shards hold source<TAB>target, like a single pairs file.
+        names, positions = (config.source_column, config.target_column), (0, 1)
+        if config.reverse:
+            names, positions = names[::-1], positions[::-1]
+        fields = shards.Fields(names, positions, skip_blank=True)
+        read_test = lambda spec: parallel.drop_blank(_pairs(config, spec)[0])  # noqa: E731
+        result = stream.splits(data, test_data, fields, config, read_test)
+    elif is_tfds_spec(data):
         result = _tfds_splits(config, data)
     else:
         pairs, source = _pairs(config, data)
@@ -189,10 +197,13 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
             test_size=config.test_size,
             source=source,
         )
-    if config.reverse:
+    if config.reverse and not isinstance(result.train, stream.Stream):
         for name in ("train", "validation", "test"):
             setattr(result, name, [(t, s) for s, t in getattr(result, name)])
-    result.train = limit(result.train, config.max_examples, config.seed)
+    elif config.reverse and test_data and not shards.is_shards_spec(test_data):
+        result.test = [(t, s) for s, t in result.test]
+    if not isinstance(result.train, stream.Stream):
+        result.train = limit(result.train, config.max_examples, config.seed)
     if len(result.train) < 2 or not result.validation or not result.test:
         raise UserError(
             f"expected enough sentence pairs for train, validation and test splits, found "
@@ -208,8 +219,14 @@ def _standardize(config: Config):
 def fit_preprocessing(config: Config, train: list) -> dict:
     """Source and target vocabularies, fitted on the training pairs only."""
     standardize = _standardize(config)
-    source = text_lib.fit_vocabulary([s for s, _ in train], config.source_vocab, standardize)
-    target = text_lib.fit_vocabulary([t for _, t in train], config.target_vocab - 2, standardize)
+    if isinstance(train, stream.Stream):
+        columns = [(0, config.source_vocab, standardize), (1, config.target_vocab - 2, standardize)]
+        (source, target), _ = text_lib.count_vocabularies(train.batches(), columns)
+    else:
+        source = text_lib.fit_vocabulary([s for s, _ in train], config.source_vocab, standardize)
+        target = text_lib.fit_vocabulary(
+            [t for _, t in train], config.target_vocab - 2, standardize
+        )
     return {"source_vocabulary": source, "target_vocabulary": seq2seq.MARKERS + target}
 
 
@@ -238,30 +255,57 @@ def _encode(config: Config, prep: dict, pairs: list, training: bool):
     return source, target
 
 
-def batches(config: Config, prep: dict, pairs: list, training: bool) -> tf.data.Dataset:
+def _teacher_forcing(s, t):
+    return {"source": s, "target_in": tf.concat([[START], t], 0)}, tf.concat([t, [END]], 0)
+
+
+def _length(x, y):
+    return tf.maximum(tf.shape(x["source"])[0], tf.shape(y)[0])
+
+
+def _at_least_one_step(x, y):
+    s = x["source"]
+    return {**x, "source": tf.pad(s, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(s)[1])]])}, y
+
+
+def batches(config: Config, prep: dict, pairs, training: bool) -> tf.data.Dataset:
     """Length-bucketed batches of ({source, target_in}, target_out), right-padded with 0."""
+    edges = text_lib.bucket_boundaries(config.max_length + 2, start=4, growth=1.25)
+    if isinstance(pairs, stream.Stream):
+        source_vec, target_vec = _vectorizers(config, prep)
+
+        def encode(sources, targets):
+            s = tf.cast(source_vec(sources)[:, : config.max_length + 1], tf.int32)
+            t = tf.cast(target_vec(targets)[:, : config.max_length + 1], tf.int32)
+            return s, t
+
+        return text_lib.streamed_batches(
+            pairs.dataset(*distribute.worker_of(config.strategy)),
+            encode,
+            config.batch_size,
+            training=training,
+            seed=config.seed,
+            edges=edges,
+            length_of=_length,
+            pad=_at_least_one_step,
+            # Over-long pairs are dropped rather than cut: a cut target teaches a wrong ending.
+            keep=lambda s, t: (
+                (tf.shape(s)[0] <= config.max_length) & (tf.shape(t)[0] <= config.max_length)
+            ),
+            before_bucketing=_teacher_forcing,
+        )
     source, target = _encode(config, prep, pairs, training)
     ds = tf.data.Dataset.from_tensor_slices((source, target)).map(
         lambda s, t: (tf.cast(s, tf.int32), tf.cast(t, tf.int32))
     )
     if training:
         ds = ds.shuffle(int(source.nrows()), seed=config.seed, reshuffle_each_iteration=True)
-
-    def teacher_forcing(s, t):
-        return {"source": s, "target_in": tf.concat([[START], t], 0)}, tf.concat([t, [END]], 0)
-
-    edges = text_lib.bucket_boundaries(config.max_length + 2, start=4, growth=1.25)
-    ds = ds.map(teacher_forcing).bucket_by_sequence_length(
-        element_length_func=lambda x, y: tf.maximum(tf.shape(x["source"])[0], tf.shape(y)[0]),
+    ds = ds.map(_teacher_forcing).bucket_by_sequence_length(
+        element_length_func=_length,
         bucket_boundaries=edges,
         bucket_batch_sizes=[config.batch_size] * (len(edges) + 1),
     )
-
-    def at_least_one_step(x, y):
-        s = x["source"]
-        return {**x, "source": tf.pad(s, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(s)[1])]])}, y
-
-    return ds.map(at_least_one_step).prefetch(tf.data.AUTOTUNE)
+    return ds.map(_at_least_one_step).prefetch(tf.data.AUTOTUNE)
 
 
 # ----------------------------------------------------------------------------- model

@@ -106,10 +106,13 @@ class Fields:
         names: column names (CSV/TSV header, JSON keys, Parquet columns, Example features).
         positions: for headerless TSV (sentence pairs, ``source<TAB>target``): the field
             index of each name; empty when TSV files have a header.
+        skip_blank: drop rows with a blank field silently (a sentence pair with one side
+            missing teaches nothing), instead of passing them on.
     """
 
     names: tuple[str, ...]
     positions: tuple[int, ...] = ()
+    skip_blank: bool = False
 
 
 Batch = tuple[list[list[str]], list[int]]  # one list of values per field, and line numbers
@@ -134,6 +137,8 @@ def read_batches(path: Path, fields: Fields, report: reading.Report) -> Iterator
     columns: list[list[str]] = [[] for _ in fields.names]
     lines: list[int] = []
     for line, values in rows:
+        if fields.skip_blank and not all(v.strip() for v in values):
+            continue
         for column, value in zip(columns, values):
             column.append(value)
         lines.append(line)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_recipes.data import reading, shards
+from lstm_recipes.data import Splits, reading, shards
 from lstm_recipes.data.shards import Fields
 from lstm_recipes.errors import UserError
 
@@ -321,3 +321,35 @@ def read_all(spec: str, fields: Fields) -> list[tuple[str, ...]]:
                 print(f"using the first {HOLDOUT_CAP:,} rows of {spec}", flush=True)
                 return rows[:HOLDOUT_CAP]
     return rows
+
+
+def splits(data: str, test_data: str | None, fields: Fields, config, read_test, count_field=None):
+    """``Splits`` of a sharded corpus: the train split streams; validation and test are lists.
+
+    Args:
+        data: the ``--data`` glob, folder or file.
+        test_data: the ``--test-data`` spec, or None to carve test examples by hash.
+        fields: the fields of an example.
+        config: the recipe config (``seed``, ``validation_size``, ``test_size``,
+            ``max_examples``).
+        read_test: spec -> examples, for a ``--test-data`` that is one ordinary file.
+        count_field: a label field whose training values are counted (``Stream.counts``).
+    """
+    loaded = load(
+        data,
+        fields,
+        seed=config.seed,
+        validation_size=config.validation_size,
+        test_size=config.test_size,
+        separate_test=bool(test_data),
+        max_examples=config.max_examples,
+        count_field=count_field,
+    )
+    test = loaded.test
+    if test_data:
+        test = (
+            read_all(test_data, fields)
+            if shards.is_shards_spec(test_data)
+            else read_test(test_data)
+        )
+    return Splits(loaded.train, loaded.validation, test, loaded.train.source)

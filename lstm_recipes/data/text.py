@@ -182,49 +182,52 @@ def bucketed_batches(
 # ----------------------------------------------------------------------------- streamed corpora
 
 
-def count_vocabulary(
-    texts: Iterable[list[str]],
-    max_tokens: int,
-    standardize=standardize,
+def count_vocabularies(
+    batches: Iterable[list[list[str]]],
+    columns: list[tuple[int, int, object]],
     cap: int = 0,
     lengths: list | None = None,
-) -> tuple[list[str], dict]:
-    """``fit_vocabulary`` in one pass over batches of texts, in bounded memory.
+) -> tuple[list[list[str]], dict]:
+    """``fit_vocabulary`` for fields of streamed rows, in one pass and bounded memory.
 
-    Tokens are counted in a dictionary of at most ``cap`` entries: when it grows past that, the
-    rarer half is dropped (counts of tokens that come back restart from 0). The kept tokens
-    are exact unless a token's count was pruned away, which takes ``cap`` rarer tokens seen
-    between its occurrences; with ``cap`` 10x ``max_tokens`` or more this leaves the head of
-    the vocabulary intact. The same standardization and splitting as ``fit_vocabulary``.
+    Tokens are counted in a dictionary of at most ``cap`` entries per field: when it grows past
+    that, the rarer half is dropped (a dropped token that comes back counts again from 0). That
+    can only lose a token whose occurrences are ``cap / 2`` rarer tokens apart, so with ``cap``
+    10x the vocabulary or more the kept vocabulary is the exact one in practice. Standardization
+    and splitting are ``fit_vocabulary``'s.
 
     Args:
-        texts: batches of training texts (lists of strings).
-        max_tokens: vocabulary size including the padding and OOV ids.
-        standardize: the text -> text function applied before splitting on whitespace.
-        cap: most distinct tokens counted (0: ``max(20 * max_tokens, 200_000)``).
-        lengths: if given, receives up to 100,000 token counts of the texts (a uniform sample,
-            for bucket edges).
+        batches: batches of training rows, one list of strings per field.
+        columns: (field index, vocabulary size with padding and OOV ids, standardize function)
+            for each vocabulary to fit.
+        cap: most distinct tokens counted per field (0: 20x the vocabulary, at least 200,000).
+        lengths: if given, receives a uniform sample of up to 100,000 token counts of the first
+            field in ``columns`` (for bucket edges).
 
     Returns:
-        The vocabulary (no padding or OOV entries, most frequent first, ties by token) and
-        what the pass did: texts, tokens, distinct tokens seen at most, prunings.
+        One vocabulary per entry of ``columns`` (most frequent first, ties by token; no
+        padding or OOV entries) and what the pass did (rows, tokens, prunings, cap).
     """
-    cap = cap or max(20 * max_tokens, 200_000)
-    counts: collections.Counter = collections.Counter()
-    stats = {"texts": 0, "tokens": 0, "prunings": 0, "cap": cap}
+    caps = [cap or max(20 * size, 200_000) for _, size, _ in columns]
+    counts = [collections.Counter() for _ in columns]
+    stats = {"rows": 0, "tokens": 0, "prunings": 0, "cap": max(caps)}
     rng = np.random.default_rng(0)
-    for batch in texts:
-        tokens = tf.strings.split(standardize(tf.constant(batch)))
-        counts.update(tokens.flat_values.numpy().tolist())
-        if lengths is not None:
-            _reservoir(lengths, tokens.row_lengths().numpy().tolist(), stats["texts"], rng)
-        stats["texts"] += len(batch)
-        stats["tokens"] += int(tokens.flat_values.shape[0])
-        if len(counts) > cap:
-            counts = collections.Counter(dict(counts.most_common(cap // 2)))
-            stats["prunings"] += 1
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(max_tokens - 2, 0)]
-    return [token.decode("utf-8") for token, _ in ranked], stats
+    for batch in batches:
+        for k, (index, _, standardize_fn) in enumerate(columns):
+            tokens = tf.strings.split(standardize_fn(tf.constant(batch[index])))
+            counts[k].update(tokens.flat_values.numpy().tolist())
+            stats["tokens"] += int(tokens.flat_values.shape[0])
+            if k == 0 and lengths is not None:
+                _reservoir(lengths, tokens.row_lengths().numpy().tolist(), stats["rows"], rng)
+            if len(counts[k]) > caps[k]:
+                counts[k] = collections.Counter(dict(counts[k].most_common(caps[k] // 2)))
+                stats["prunings"] += 1
+        stats["rows"] += len(batch[0])
+    vocabularies = []
+    for (_, size, _), counted in zip(columns, counts):
+        ranked = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[: max(size - 2, 0)]
+        vocabularies.append([token.decode("utf-8") for token, _ in ranked])
+    return vocabularies, stats
 
 
 def _reservoir(sample: list, values: list, seen: int, rng, size: int = 100_000) -> None:
@@ -249,6 +252,8 @@ def streamed_batches(
     edges: list[int],
     length_of,
     pad,
+    keep=None,
+    before_bucketing=None,
     shuffle_buffer: int = 20_000,
 ) -> tf.data.Dataset:
     """Bucketed batches from a dataset of raw examples read from shards (see
@@ -264,6 +269,8 @@ def streamed_batches(
         edges: bucket boundaries (from a sample of lengths; see ``quantile_boundaries``).
         length_of: element -> its length, for bucketing.
         pad: batch -> the batch the model takes (e.g. at least one step).
+        keep: element -> whether to train on it (None: all).
+        before_bucketing: element -> element, applied after ``keep`` (None: none).
         shuffle_buffer: examples held for shuffling.
     """
     if training:
@@ -271,6 +278,10 @@ def streamed_batches(
     dataset = dataset.batch(1024).map(encode_batch, num_parallel_calls=tf.data.AUTOTUNE)
     # Unbatched ragged rows keep a ragged type spec, which bucketing's padding refuses.
     dataset = dataset.unbatch().map(lambda *element: tf.nest.map_structure(tf.identity, element))
+    if keep is not None:
+        dataset = dataset.filter(keep)
+    if before_bucketing is not None:
+        dataset = dataset.map(before_bucketing)
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=length_of,
         bucket_boundaries=edges,
