@@ -78,8 +78,8 @@ def _data_quality(config, quality: dict | None) -> list[str]:
         return []
     lines = [
         "## Data quality",
-        f"- encoding: `{getattr(config, 'encoding', 'utf-8')}`; undecodable bytes: "
-        f"{getattr(config, 'decode_errors', 'strict')}; bad rows allowed: "
+        f"- read with encoding `{getattr(config, 'encoding', 'utf-8')}`, decode_errors "
+        f"`{getattr(config, 'decode_errors', 'strict')}`, skip_bad_rows "
         f"{getattr(config, 'skip_bad_rows', 0):,}",
     ]
     if not quality.get("replaced_bytes") and not quality.get("skipped_rows"):
