@@ -125,9 +125,12 @@ def sentiment(run_dir: Path, requests: int, root: Path) -> None:
 
 def _texts(run_dir: Path, module, config) -> list[str]:
     from lstm_recipes import rundir
+    from lstm_recipes.data import reading
 
     info = rundir.read_json(run_dir / "run.json")
-    splits = module.load_data(config, info["data"], info.get("test_data"))
+    # The run's own encoding and bad-row bound, as its training read the same files.
+    with reading.options_of(config):
+        splits = module.load_data(config, info["data"], info.get("test_data"))
     return [t for t, _ in splits.test]
 
 
@@ -136,9 +139,11 @@ def translation(run_dir: Path, data: str | None, sentences: int, batch: int) -> 
 
     from lstm_recipes import export as export_lib
     from lstm_recipes import rundir
+    from lstm_recipes.data import reading
 
     module, config, info = rundir.load_run(run_dir)
-    splits = module.load_data(config, data or info["data"], info.get("test_data"))
+    with reading.options_of(config):
+        splits = module.load_data(config, data or info["data"], info.get("test_data"))
     sources = [pair[0] for pair in splits.test][:sentences]
     path = export_lib.latest_version(run_dir / "export")
     loaded = tf.saved_model.load(str(path))

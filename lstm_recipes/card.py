@@ -9,7 +9,14 @@ from lstm_recipes import recipe as recipe_lib
 
 
 def write(
-    module, config, run_dir: Path, info: dict, sizes: dict, metrics: dict, signatures: dict
+    module,
+    config,
+    run_dir: Path,
+    info: dict,
+    sizes: dict,
+    metrics: dict,
+    signatures: dict,
+    quality: dict | None = None,
 ) -> Path:
     """Write ``run_dir/model_card.md`` and return its path.
 
@@ -21,6 +28,8 @@ def write(
         sizes: examples per split.
         metrics: the test metrics.
         signatures: the export's signatures (``export.signature_summary``).
+        quality: what reading the data replaced or skipped (``data_report.json``), or None
+            for a run made before data reports.
     """
     headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     lines = [
@@ -32,6 +41,7 @@ def write(
         f"- training data: `{info.get('data')}`; test data: `{info.get('test_data') or 'carved from the training data'}`",
         "- examples: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()),
         "",
+        *_data_quality(config, quality),
         "## Config",
         f"Preset `{info.get('preset')}` with overrides {info.get('overrides') or 'none'}:",
         "",
@@ -61,3 +71,26 @@ def write(
     path = run_dir / "model_card.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _data_quality(config, quality: dict | None) -> list[str]:
+    if quality is None:
+        return []
+    lines = [
+        "## Data quality",
+        f"- read with encoding `{getattr(config, 'encoding', 'utf-8')}`, decode_errors "
+        f"`{getattr(config, 'decode_errors', 'strict')}`, skip_bad_rows "
+        f"{getattr(config, 'skip_bad_rows', 0):,}",
+    ]
+    if not quality.get("replaced_bytes") and not quality.get("skipped_rows"):
+        lines.append("- nothing was replaced or skipped")
+    if quality.get("replaced_bytes"):
+        lines.append(f"- undecodable bytes replaced by U+FFFD: {quality['replaced_bytes']:,}")
+        lines += [f"  - `{f}`: {n:,}" for f, n in quality.get("replaced_in", {}).items()]
+    if quality.get("skipped_rows"):
+        listed = quality.get("skipped", [])
+        more = quality["skipped_rows"] - len(listed)
+        lines.append(f"- bad rows skipped: {quality['skipped_rows']:,}")
+        lines += [f"  - `{row}`" for row in listed]
+        lines += [f"  - ... and {more:,} more"] if more > 0 else []
+    return [*lines, ""]

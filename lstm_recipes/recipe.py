@@ -217,6 +217,7 @@ _ZERO_ALLOWED = {
     "attention_plots",
     "eval_length",
     "sample_chars",
+    "skip_bad_rows",
 }
 _MINIMUM = {"vocab_size": 3, "source_vocab": 3, "target_vocab": 3}
 

@@ -23,8 +23,11 @@ import keras
 from lstm_recipes import card, distribute, plots, rundir, training
 from lstm_recipes import export as export_lib
 from lstm_recipes import recipe as recipe_lib
-from lstm_recipes.data import Splits
+from lstm_recipes.data import Splits, reading
 from lstm_recipes.errors import UserError
+
+# What reading the data replaced or skipped (``reading.Report.summary``), in the run directory.
+DATA_REPORT = "data_report.json"
 
 
 def _say(message: str) -> None:
@@ -113,9 +116,12 @@ class Run:
         # Data first: a run directory made for data that cannot be read would refuse the fixed
         # command ("started with other settings").
         rundir.check_run_dir(module, run_dir)
-        splits = module.load_data(config, data, test_data)
+        splits, quality = _load(module, config, data, test_data)
         run_dir, info = rundir.open_run(module, config, run_dir, started)
         _say(f"run directory: {run_dir}")
+        # Rewritten on every start (a resumed run reads its data again): it says what this
+        # run's data was read as, for the model card.
+        rundir.write_json(run_dir / DATA_REPORT, quality)
         sizes = splits.sizes()
         _say(f"data: {splits.source}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
         prep = training.preprocessing(module, config, splits, run_dir)
@@ -143,9 +149,9 @@ class Run:
             raise UserError(f"expected run.json in {run_dir}; is it a run directory?")
         module, config, info = rundir.load_run(run_dir)
         if data is None:
-            splits = module.load_data(config, info["data"], info.get("test_data"))
+            splits, _ = _load(module, config, info["data"], info.get("test_data"))
         else:
-            splits = module.load_data(config, data, None)
+            splits, _ = _load(module, config, data, None)
         prep = rundir.read_json(run_dir / "preprocessing.json")
         model = training.load_model(module, config, prep, run_dir)
         info.setdefault("sizes", splits.sizes())
@@ -185,6 +191,9 @@ class Run:
         rundir.set_state(self.run_dir, self.info, "exported", export=str(path))
         metrics_path = self.run_dir / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        report_path = self.run_dir / DATA_REPORT
+        # None for runs made before data reports: the card then says nothing about it.
+        quality = rundir.read_json(report_path) if report_path.exists() else None
         card.write(
             self.module,
             self.config,
@@ -193,8 +202,21 @@ class Run:
             self.info.get("sizes", {}),
             metrics,
             signatures,
+            quality,
         )
         return path
+
+
+def _load(module, config, data: str, test_data: str | None) -> tuple[Splits, dict]:
+    """The recipe's data read with the config's encoding and bad-row bound, and what reading
+    replaced or skipped (``reading.Report.summary``), said in one line when anything was."""
+    with reading.options_of(config) as report:
+        splits = module.load_data(config, data, test_data)
+    quality = report.summary()
+    line = reading.describe(quality)
+    if line:
+        _say(line)
+    return splits, quality
 
 
 def _train_worker(module, config, data, test_data, run_dir, strategy) -> None:
@@ -205,7 +227,7 @@ def _train_worker(module, config, data, test_data, run_dir, strategy) -> None:
         _say("training already finished in this run directory; nothing to do")
         return
     with distribute.worker_dir() as tmp:
-        splits = module.load_data(config, data, test_data)
+        splits, _ = _load(module, config, data, test_data)
         prep = training.preprocessing(module, config, splits, tmp)
         # Resume from the chief's backup when the run directory is on shared storage.
         restore_from = (run_dir or tmp) / "backup"

@@ -2,9 +2,10 @@
 
 A run directory (``runs/<recipe>/<timestamp>/`` unless given) holds: ``run.json`` (how the run
 was started and how far it got), ``config.json``, ``preprocessing.json`` (vocabularies and other
-state fitted on the train split), ``checkpoints/best.weights.h5``, ``backup/`` (removed when
-training ends), ``logs/`` (TensorBoard), ``history.csv``, ``metrics.json``, ``plots/*.png``,
-``model_card.md`` and ``export/<version>/``.
+state fitted on the train split), ``data_report.json`` (what reading the data replaced or
+skipped), ``checkpoints/best.weights.h5``, ``backup/`` (removed when training ends), ``logs/``
+(TensorBoard), ``history.csv``, ``metrics.json``, ``plots/*.png``, ``model_card.md`` and
+``export/<version>/``.
 """
 
 from __future__ import annotations

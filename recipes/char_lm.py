@@ -38,7 +38,7 @@ import keras
 import tensorflow as tf
 
 from lstm_recipes import blocks, cells, decoding, distribute, training
-from lstm_recipes.data import Splits, files, share
+from lstm_recipes.data import Splits, files, reading, share
 from lstm_recipes.data.chars import CharCodec
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -88,6 +88,9 @@ class Config:
     top_k: int = 0  # sample among the k likeliest characters (0: all)
     seed: int = 42  # seeds shuffling, initial weights and the sample
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
+    decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
+    skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
 
 
 PRESETS = {

@@ -34,7 +34,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import aligned, cells, distribute, metrics, training
-from lstm_recipes.data import Splits, check_labels_seen, limit, share
+from lstm_recipes.data import Splits, check_labels_seen, limit, reading, share
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
@@ -85,6 +85,9 @@ class Config:
     test_size: float = 0.2  # groups held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
+    decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
+    skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
 
 
 PRESETS = {

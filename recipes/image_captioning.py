@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_recipes import attention, cells, distribute, metrics, plots, seq2seq, training, vision
-from lstm_recipes.data import Splits, limit, make_splits
+from lstm_recipes.data import Splits, limit, make_splits, reading
 from lstm_recipes.data import captions as captions_lib
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.scenes import builtin_examples, scene
@@ -111,6 +111,9 @@ class Config:
     attention_plots: int = 3  # test images drawn with their attention per word
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
+    decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
+    skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
 
 
 PRESETS = {

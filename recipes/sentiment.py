@@ -35,7 +35,16 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_recipes import blocks, cells, distribute, metrics, plots, training
-from lstm_recipes.data import Splits, check_labels_seen, files, limit, make_splits, shards, stream
+from lstm_recipes.data import (
+    Splits,
+    check_labels_seen,
+    files,
+    limit,
+    make_splits,
+    reading,
+    shards,
+    stream,
+)
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
@@ -85,6 +94,9 @@ class Config:
     test_size: float = 0.1  # held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
+    decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
+    skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
 
 
 PRESETS = {
@@ -134,12 +146,12 @@ def _examples(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
             f"expected --data to be builtin, tfds:NAME, a .csv/.tsv/.jsonl file or a folder of "
             f"class sub-folders; found no file or folder at {spec}"
         )
-    rows = files.read_table(path, [config.text_column, config.label_column])
     pairs = []
-    for number, row in enumerate(rows, 2):
+    for line, row in files.read_rows(path, [config.text_column, config.label_column]):
         text, label = row[config.text_column], row[config.label_column]
         if label is None or str(label).strip() == "":
-            raise UserError(f"{path}: row {number} has an empty {config.label_column!r}")
+            reading.bad_row(str(path), f"row {line} has an empty {config.label_column!r}")
+            continue
         pairs.append(("" if text is None else str(text), str(label).strip()))
     return pairs, str(path)
 

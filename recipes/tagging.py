@@ -42,7 +42,7 @@ from keras import ops
 
 from lstm_recipes import aligned, blocks, cells, distribute, metrics, training
 from lstm_recipes.crf import CRF, chunk_constraints, follows_constraints, marginals, viterbi
-from lstm_recipes.data import Splits, check_labels_seen, conll, limit, make_splits
+from lstm_recipes.data import Splits, check_labels_seen, conll, limit, make_splits, reading
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -105,6 +105,9 @@ class Config:
     test_size: float = 0.2  # held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
+    decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
+    skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
 
 
 PRESETS = {
@@ -202,12 +205,8 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
         )
     # Test tags unseen in training (CoNLL-2000's test set has I-LST, its training set not) are
     # scored as errors by evaluate; validation tags are trained against, so they must be known.
-    check_labels_seen(
-        result,
-        lambda sentence: sentence[1],
-        f"{data} and {test_data}" if test_data else data,
-        names=("validation",),
-    )
+    specs = f"{data} and {test_data}" if test_data else data
+    check_labels_seen(result, lambda sentence: sentence[1], specs, names=("validation",))
     return result
 
 

@@ -42,7 +42,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
-from lstm_recipes.data import Splits, limit, make_splits, parallel, shards, stream
+from lstm_recipes.data import Splits, limit, make_splits, parallel, reading, shards, stream
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
 from lstm_recipes.data.tfds import contained_tempfiles, is_tfds_spec, load_tfds, make_builder
@@ -103,6 +103,9 @@ class Config:
     attention_plots: int = 4  # test sentences drawn as attention heatmaps
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
+    decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
+    skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
 
 
 PRESETS = {

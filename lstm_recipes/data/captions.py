@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstm_recipes.data import files
+from lstm_recipes.data import files, reading
 from lstm_recipes.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -63,34 +63,59 @@ def image_folder(captions: Path, data: Path) -> Path:
     raise UserError(f"expected a folder of .jpg/.png images beside {captions}, found none")
 
 
-def _token_lines(path: Path) -> dict[str, list[str]]:
+# Image file name -> its captions, and the line where each image is first named.
+Captioned = tuple[dict[str, list[str]], dict[str, int]]
+
+
+def _token_lines(path: Path) -> Captioned:
     by_image: dict[str, list[str]] = {}
+    lines: dict[str, int] = {}
     for n, line in enumerate(files.read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         key, sep, caption = line.partition("\t")
         if not sep:
-            raise UserError(f"{path}:{n}: expected IMAGE#N<TAB>caption, found {line[:80]!r}")
-        by_image.setdefault(key.split("#")[0].strip(), []).append(caption.strip())
-    return by_image
+            reading.bad_row(f"{path}:{n}", f"expected IMAGE#N<TAB>caption, found {line[:80]!r}")
+            continue
+        image = key.split("#")[0].strip()
+        by_image.setdefault(image, []).append(caption.strip())
+        lines.setdefault(image, n)
+    return by_image, lines
 
 
-def _jsonl(path: Path, image_column: str) -> dict[str, list[str]]:
+def _jsonl(path: Path, image_column: str) -> Captioned:
     by_image: dict[str, list[str]] = {}
-    for row in files.read_table(path, [image_column, "captions"]):
+    lines: dict[str, int] = {}
+    for n, row in files.read_rows(path, [image_column, "captions"]):
         caps = row["captions"]
         if not isinstance(caps, list):
-            raise UserError(
-                f"{path}: expected 'captions' to be a list of strings, found {type(caps).__name__}"
+            reading.bad_row(
+                f"{path}:{n}",
+                f"expected 'captions' to be a list of strings, found {type(caps).__name__}",
             )
+            continue
         by_image.setdefault(str(row[image_column]), []).extend(map(str, caps))
-    return by_image
+        lines.setdefault(str(row[image_column]), n)
+    return by_image, lines
+
+
+def _table(path: Path, image_column: str, caption_column: str) -> Captioned:
+    by_image: dict[str, list[str]] = {}
+    lines: dict[str, int] = {}
+    for n, row in files.read_rows(path, [image_column, caption_column]):
+        by_image.setdefault(str(row[image_column]), []).append(str(row[caption_column]))
+        lines.setdefault(str(row[image_column]), n)
+    return by_image, lines
 
 
 def read_captions(
     spec: str, image_column: str = "image", caption_column: str = "caption"
 ) -> tuple[dict[str, list[str]], Path]:
     """Image file name -> its captions, and the image folder, from a folder or captions file.
+
+    Captions of an image that is not in the folder (Flickr8k's own token file names one) are
+    an error, or are skipped and reported within the run's ``skip_bad_rows`` (one bad row per
+    image).
 
     Args:
         spec: a folder of images with its captions file, or the captions file itself.
@@ -104,19 +129,25 @@ def read_captions(
     images = image_folder(captions_path, data)
     name = captions_path.name.lower()
     if name.endswith(".token.txt") or name == "captions.txt":
-        by_image = _token_lines(captions_path)
+        by_image, lines = _token_lines(captions_path)
     elif name.endswith(".jsonl"):
-        by_image = _jsonl(captions_path, image_column)
+        by_image, lines = _jsonl(captions_path, image_column)
     else:
-        by_image = {}
-        for row in files.read_table(captions_path, [image_column, caption_column]):
-            by_image.setdefault(str(row[image_column]), []).append(str(row[caption_column]))
+        by_image, lines = _table(captions_path, image_column, caption_column)
     unknown = [k for k in by_image if not (images / k).is_file()]
-    if unknown:
-        raise UserError(
+    report = reading.current()
+    if len(unknown) > report.room():
+        # Refuse with the count of all of them: skipping them one by one up to the bound
+        # would only tell the user about the first few.
+        raise report.refusal(
             f"{captions_path} has captions for {len(unknown)} image(s) not in {images}, e.g. "
             f"{unknown[0]!r}; expected every captioned image to exist"
         )
+    for k in unknown:
+        reading.bad_row(
+            f"{captions_path}:{lines[k]}", f"expected the image {k!r} in {images}, found none"
+        )
+        del by_image[k]
     return by_image, images
 
 
@@ -139,7 +170,8 @@ def read_split_lists(split_files: str, folders: list[Path]) -> list[set[str]] | 
                 f"expected the split list {name} (split_files) in "
                 f"{', '.join(str(f) for f in folders)}, found no file"
             )
-        lists.append({line.strip() for line in path.read_text().splitlines() if line.strip()})
+        text = files.read_text(path)
+        lists.append({line.strip() for line in text.splitlines() if line.strip()})
     if len(lists) != 3:
         raise UserError(f"expected split_files=TRAIN,DEV,TEST (3 lists), found {len(lists)}")
     return lists

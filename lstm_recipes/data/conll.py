@@ -11,7 +11,7 @@ import importlib.resources
 import re
 from pathlib import Path
 
-from lstm_recipes.data import files
+from lstm_recipes.data import files, reading
 from lstm_recipes.errors import UserError
 
 # CoNLL-U's ten columns (https://universaldependencies.org/format.html).
@@ -55,7 +55,8 @@ def read_conll(
 
     CoNLL-U files (``.conllu``, gzip too) are read by column name (``form``, ``upos``, ``xpos``
     ...), skipping comments, multi-word token ranges and empty nodes. ``-DOCSTART-`` lines
-    (CoNLL-2003) are skipped.
+    (CoNLL-2003) are skipped. A line with another number of columns than the first is an
+    error, or, within the run's ``skip_bad_rows``, drops its sentence (counted as one bad row).
 
     Args:
         path: the file (``.gz`` too).
@@ -70,8 +71,13 @@ def read_conll(
     rows: list[list[str]] = []
     width = None
     indices = None
+    broken = False  # a malformed line drops its whole sentence: a partial one would mislead
 
     def flush():
+        nonlocal broken
+        if broken:
+            rows.clear()
+            broken = False
         if rows:
             tokens = [r[indices[0]] for r in rows]
             tags = [r[indices[1]] for r in rows]
@@ -102,10 +108,14 @@ def read_conll(
                 for c in (token_column, tag_column, *feature_columns)
             ]
         elif len(fields) != width:
-            raise UserError(
-                f"{path}:{number}: expected {width} columns like the first line, found "
-                f"{len(fields)} in {line[:60]!r}"
-            )
+            if not broken:
+                reading.bad_row(
+                    f"{path}:{number}",
+                    f"expected {width} columns like the first line, found {len(fields)} in "
+                    f"{line[:60]!r}",
+                )
+            broken = True
+            continue
         rows.append(fields)
     flush()
     if not sentences:
@@ -122,15 +132,17 @@ def read_jsonl(path: Path, tokens_key: str = "tokens", tags_key: str = "tags") -
         tags_key: key of the tag list.
     """
     sentences: list[Sentence] = []
-    for number, row in enumerate(files.read_table(path, [tokens_key, tags_key]), 1):
+    for number, row in files.read_rows(path, [tokens_key, tags_key]):
         tokens, tags = row[tokens_key], row[tags_key]
         if not isinstance(tokens, list) or not isinstance(tags, list):
-            raise UserError(f"{path}:{number}: expected lists of strings for tokens and tags")
+            reading.bad_row(f"{path}:{number}", "expected lists of strings for tokens and tags")
+            continue
         if len(tokens) != len(tags):
-            raise UserError(
-                f"{path}:{number}: expected as many tags as tokens, found {len(tags)} tags for "
-                f"{len(tokens)} tokens"
+            reading.bad_row(
+                f"{path}:{number}",
+                f"expected as many tags as tokens, found {len(tags)} tags for {len(tokens)} tokens",
             )
+            continue
         sentences.append(([str(t) for t in tokens], [str(t) for t in tags], []))
     if not sentences:
         raise UserError(f"{path} has no tagged sentences")

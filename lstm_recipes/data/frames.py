@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_recipes.data import files
+from lstm_recipes.data import files, reading
 from lstm_recipes.errors import UserError
 
 
@@ -68,11 +68,22 @@ def builtin_watch(seed: int = 0) -> tuple[list[Recording], list[str]]:
     return recordings, channels
 
 
-def _float(value: str, where: str) -> float:
+def _floats(values: list, where: str) -> list[float] | None:
+    # None: the row was bad and is skipped (reading.bad_row refuses past the bound).
     try:
-        return float(value)
+        return [float(v) for v in values]
     except (ValueError, TypeError):
-        raise UserError(f"{where}: expected a number, found {value!r}") from None
+        bad = next(v for v in values if not _is_number(v))
+        reading.bad_row(where, f"expected a number, found {bad!r}")
+        return None
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def read_long_csv(
@@ -131,12 +142,15 @@ def _long_csv_recordings(path, reader, sequence_column, step_column, label_colum
             continue
         where = f"{path}:{reader.line_num}"
         if len(row) != len(header):
-            raise UserError(
-                f"{where}: expected {len(header)} fields like the header, found {len(row)}"
+            reading.bad_row(
+                where, f"expected {len(header)} fields like the header, found {len(row)}"
             )
+            continue
         seq = row[index[sequence_column]]
-        step = _float(row[index[step_column]], where)
-        values = [_float(row[index[c]], where) for c in features]
+        numbers = _floats([row[index[c]] for c in (step_column, *features)], where)
+        if numbers is None:
+            continue
+        step, values = numbers[0], numbers[1:]
         rows.setdefault(seq, []).append((step, values, row[index[label_column]]))
         groups[seq] = row[index[group_column]] if group_column else seq
     if not rows:
@@ -170,17 +184,22 @@ def _read_sequence_file(path: Path, label_column: str) -> tuple[Recording, list[
             )
         names = [f"f{i}" for i in range(x.shape[1])]
     else:
-        rows = files.read_table(path, [label_column])
-        names = [c for c in rows[0] if c not in (label_column, "step")]
+        rows = files.read_rows(path, [label_column])
+        names = [c for c in rows[0][1] if c not in (label_column, "step")]
         if not names:
             raise UserError(f"{path}: expected feature columns besides {label_column!r}")
-        if "step" in rows[0]:
-            rows.sort(key=lambda r: _float(r["step"], str(path)))
-        x = np.array(
-            [[_float(r[c], f"{path}:{n}") for c in names] for n, r in enumerate(rows, 2)],
-            np.float32,
-        )
-        y = np.array([r[label_column] for r in rows])
+        frames = []  # (step, values, label) of the rows that read as numbers
+        for n, row in rows:
+            stepped = ["step"] if "step" in row else []
+            numbers = _floats([row[c] for c in (*stepped, *names)], f"{path}:{n}")
+            if numbers is not None:
+                step = numbers[0] if stepped else n
+                frames.append((step, numbers[len(stepped) :], row[label_column]))
+        if not frames:
+            raise UserError(f"{path} has no frames that read as numbers")
+        frames.sort(key=lambda frame: frame[0])
+        x = np.array([v for _, v, _ in frames], np.float32)
+        y = np.array([label for _, _, label in frames])
     return Recording(x, y, path.name, path.stem), names
 
 

@@ -18,7 +18,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from lstm_recipes.data import files
+from lstm_recipes.data import files, reading
 from lstm_recipes.errors import UserError
 
 PAIR_SUFFIXES = (".txt", ".tsv")
@@ -71,7 +71,7 @@ def _zip_text(path: Path, member: str) -> tuple[str, str]:
             raise UserError(
                 f"expected a readable member {chosen!r} in {path}, found: {e}"
             ) from None
-    return files.decode_utf8(raw, f"{path}:{chosen}"), f"{path}:{chosen}"
+    return reading.decode(raw, f"{path}:{chosen}"), f"{path}:{chosen}"
 
 
 def parse_tab_pairs(text: str, where: str) -> list[tuple[str, str]]:
@@ -87,10 +87,11 @@ def parse_tab_pairs(text: str, where: str) -> list[tuple[str, str]]:
             continue
         fields = line.split("\t")
         if len(fields) < 2:
-            raise UserError(
-                f"{where}:{number}: expected source<TAB>target, found {len(fields)} field "
-                f"(no tab) in {line[:60]!r}"
+            reading.bad_row(
+                f"{where}:{number}",
+                f"expected source<TAB>target, found {len(fields)} field (no tab) in {line[:60]!r}",
             )
+            continue
         pairs.append((fields[0].strip(), fields[1].strip()))
     if not pairs:
         raise UserError(f"{where} has no sentence pairs")
@@ -148,15 +149,16 @@ def read_pairs(
     if name.endswith(PAIR_SUFFIXES):
         return parse_tab_pairs(files.read_text(path), str(path)), str(path)
     if files.table_format(path) in ("jsonl", "csv"):
-        rows = files.read_table(path, [source_column, target_column])
         pairs = []
-        for number, row in enumerate(rows, 1):
+        for number, row in files.read_rows(path, [source_column, target_column]):
             src, tgt = row[source_column], row[target_column]
             if not isinstance(src, str) or not isinstance(tgt, str):
-                raise UserError(
-                    f"{path}: row {number}: expected text in {source_column!r} and "
-                    f"{target_column!r}, found {type(src).__name__} and {type(tgt).__name__}"
+                reading.bad_row(
+                    f"{path}:{number}",
+                    f"expected text in {source_column!r} and {target_column!r}, found "
+                    f"{type(src).__name__} and {type(tgt).__name__}",
                 )
+                continue
             pairs.append((src.strip(), tgt.strip()))
         return pairs, str(path)
     raise UserError(

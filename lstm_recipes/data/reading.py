@@ -19,8 +19,12 @@ import contextlib
 import contextvars
 import dataclasses
 from collections.abc import Iterator
+from typing import Literal
 
 from lstm_recipes.errors import UserError
+
+# The ``decode_errors`` a recipe config may name.
+DecodeErrors = Literal["strict", "replace"]
 
 # Rows listed one by one in the run's output and records; the rest are counted.
 SHOWN = 20
@@ -53,13 +57,7 @@ class Report:
             message: what was expected and what was found, as in any one-line error.
         """
         if self.skipped_count >= self.skip_bad_rows:
-            extra = (
-                f" ({self.skipped_count:,} bad rows skipped before it; skip_bad_rows="
-                f"{self.skip_bad_rows:,} allows no more)"
-                if self.skip_bad_rows
-                else " (or skip such rows with --set skip_bad_rows=N)"
-            )
-            raise UserError(f"{where}: {message}{extra}")
+            raise self.refusal(f"{where}: {message}")
         self.skipped_count += 1
         if self.quiet:
             return
@@ -68,6 +66,24 @@ class Report:
             print(f"skipped {where}: {message}", flush=True)
         elif self.skipped_count == SHOWN + 1:
             print(f"skipping more bad rows; only their count is kept after {SHOWN}", flush=True)
+
+    def room(self) -> int:
+        """How many more bad rows may be skipped."""
+        return max(0, self.skip_bad_rows - self.skipped_count)
+
+    def refusal(self, text: str) -> UserError:
+        """The error for a bad row (or several) past the bound: ``text`` and how to go on.
+
+        Args:
+            text: the one-line message, ``where: what was expected and what was found``.
+        """
+        extra = (
+            f" ({self.skipped_count:,} bad rows skipped before it; skip_bad_rows="
+            f"{self.skip_bad_rows:,} allows no more)"
+            if self.skip_bad_rows
+            else " (or skip such rows with --set skip_bad_rows=N)"
+        )
+        return UserError(f"{text}{extra}")
 
     def summary(self) -> dict:
         """The report as plain data for ``data_report.json`` and the model card (empty when
@@ -82,6 +98,26 @@ class Report:
         if result or self.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
             result["encoding"] = self.encoding
         return result
+
+
+def describe(summary: dict) -> str:
+    """One line on what a ``Report.summary()`` holds ("" when nothing was replaced or skipped).
+
+    Args:
+        summary: the summary (as returned, or read back from ``data_report.json``).
+    """
+    parts = []
+    if summary.get("replaced_bytes"):
+        files = len(summary.get("replaced_in", {}))
+        parts.append(
+            f"{summary['replaced_bytes']:,} undecodable byte(s) replaced by U+FFFD in "
+            f"{files:,} file(s)"
+        )
+    if summary.get("skipped_rows"):
+        parts.append(f"{summary['skipped_rows']:,} bad row(s) skipped")
+    return (
+        f"data quality ({summary.get('encoding', 'utf-8')}): " + "; ".join(parts) if parts else ""
+    )
 
 
 _current: contextvars.ContextVar[Report] = contextvars.ContextVar("reading")
@@ -113,6 +149,8 @@ def options(
         ) from None
     if decode_errors not in ("strict", "replace"):
         raise UserError(f"expected decode_errors strict or replace, got {decode_errors!r}")
+    if isinstance(skip_bad_rows, bool) or not isinstance(skip_bad_rows, int) or skip_bad_rows < 0:
+        raise UserError(f"expected skip_bad_rows to be a count of 0 or more, got {skip_bad_rows!r}")
     report = Report(encoding, decode_errors, skip_bad_rows)
     token = _current.set(report)
     try:
@@ -160,6 +198,8 @@ def decode(raw: bytes, where: str) -> str:
     encoding = report.encoding.lower().replace("_", "-")
     utf8 = encoding in ("utf-8", "utf8")
     codec = "utf-8-sig" if utf8 else report.encoding
+    # Messages name UTF-8 as people write it (and as before encodings could be chosen).
+    name = "UTF-8" if utf8 else report.encoding
     try:
         return raw.decode(codec)
     except UnicodeDecodeError as e:
@@ -176,10 +216,10 @@ def decode(raw: bytes, where: str) -> str:
             line = raw[: e.start].count(b"\n") + 1
             found = (
                 f"byte 0x{raw[e.start]:02x} at offset {e.start} (line {line}) that is not valid "
-                f"{report.encoding}"
+                f"{name}"
             )
         raise UserError(
-            f"expected {report.encoding} text in {where}, found {found} (set encoding=NAME for "
+            f"expected {name} text in {where}, found {found} (set encoding=NAME for "
             "another codec, e.g. cp1252, or decode_errors=replace to replace and count such bytes)"
         ) from None
 
