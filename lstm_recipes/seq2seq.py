@@ -4,7 +4,8 @@ One class, ``AttentionSearch``, turns what a recipe's encoder gives (a memory to
 a start state) into text: greedy or beam search (``decoding``), ids to words, detokenization,
 and the attention weights behind an output. It is made of graph ops only, so evaluation and the
 exported signatures run the same search. ``decode_all`` decodes a list in batches and
-``attention_rows`` gives what an attention plot draws (``plots`` draws it).
+``attention_rows`` gives what an attention plot draws (``plots`` draws it). ``pair_batches``
+and ``streamed_pair_batches`` make the teacher-forced training batches of (source, target) ids.
 """
 
 from __future__ import annotations
@@ -166,3 +167,94 @@ def attention_rows(
         length = min(int(decoding.until_end(ids[None], END).numpy().sum()) + 1, len(ids))
         rows.append(([search.vocabulary[i] for i in ids[:length]], w[:length]))
     return rows
+
+
+# ----------------------------------------------------------------------------- training batches
+
+
+def _teacher_forcing(s, t):
+    return {"source": s, "target_in": tf.concat([[START], t], 0)}, tf.concat([t, [END]], 0)
+
+
+def _length(x, y):
+    return tf.maximum(tf.shape(x["source"])[0], tf.shape(y)[0])
+
+
+def _at_least_one_step(x, y):
+    s = x["source"]
+    return {**x, "source": tf.pad(s, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(s)[1])]])}, y
+
+
+def _edges(max_length: int) -> list[int]:
+    return text_lib.bucket_boundaries(max_length + 2, start=4, growth=1.25)
+
+
+def pair_batches(
+    source, target, batch_size: int, max_length: int, *, training: bool, seed: int
+) -> tf.data.Dataset:
+    """Length-bucketed batches of ({source, target_in}, target_out), right-padded with 0.
+
+    Args:
+        source: RaggedTensor of source ids, one row per pair.
+        target: RaggedTensor of target ids (no markers; ``START``/``END`` are added here).
+        batch_size: pairs per batch.
+        max_length: longest sentence (sets the bucket edges).
+        training: shuffle every epoch when True.
+        seed: shuffle seed.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((source, target)).map(
+        lambda s, t: (tf.cast(s, tf.int32), tf.cast(t, tf.int32))
+    )
+    if training:
+        ds = ds.shuffle(int(source.nrows()), seed=seed, reshuffle_each_iteration=True)
+    edges = _edges(max_length)
+    ds = ds.map(_teacher_forcing).bucket_by_sequence_length(
+        element_length_func=_length,
+        bucket_boundaries=edges,
+        bucket_batch_sizes=[batch_size] * (len(edges) + 1),
+    )
+    return ds.map(_at_least_one_step).prefetch(tf.data.AUTOTUNE)
+
+
+def streamed_pair_batches(
+    pairs: tf.data.Dataset,
+    source_vectorizer,
+    target_vectorizer,
+    batch_size: int,
+    max_length: int,
+    *,
+    training: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """``pair_batches`` from a dataset of raw (source, target) strings read from shards.
+
+    Pairs longer than ``max_length`` tokens on either side are dropped, as in the in-memory
+    path: a cut target would teach a wrong ending.
+
+    Args:
+        pairs: raw (source, target) string pairs (``data.stream.Stream.dataset``).
+        source_vectorizer: the source ``TextVectorization``.
+        target_vectorizer: the target ``TextVectorization``.
+        batch_size: pairs per batch.
+        max_length: longest sentence kept, in tokens.
+        training: shuffle (within a buffer) when True.
+        seed: shuffle seed.
+    """
+
+    def encode(sources, targets):
+        s = tf.cast(source_vectorizer(sources)[:, : max_length + 1], tf.int32)
+        t = tf.cast(target_vectorizer(targets)[:, : max_length + 1], tf.int32)
+        return s, t
+
+    return text_lib.streamed_batches(
+        pairs,
+        encode,
+        batch_size,
+        training=training,
+        seed=seed,
+        edges=_edges(max_length),
+        length_of=_length,
+        pad=_at_least_one_step,
+        keep=lambda s, t: (tf.shape(s)[0] <= max_length) & (tf.shape(t)[0] <= max_length),
+        before_bucketing=_teacher_forcing,
+    )

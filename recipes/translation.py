@@ -258,57 +258,21 @@ def _encode(config: Config, prep: dict, pairs: list, training: bool):
     return source, target
 
 
-def _teacher_forcing(s, t):
-    return {"source": s, "target_in": tf.concat([[START], t], 0)}, tf.concat([t, [END]], 0)
-
-
-def _length(x, y):
-    return tf.maximum(tf.shape(x["source"])[0], tf.shape(y)[0])
-
-
-def _at_least_one_step(x, y):
-    s = x["source"]
-    return {**x, "source": tf.pad(s, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(s)[1])]])}, y
-
-
 def batches(config: Config, prep: dict, pairs, training: bool) -> tf.data.Dataset:
     """Length-bucketed batches of ({source, target_in}, target_out), right-padded with 0."""
-    edges = text_lib.bucket_boundaries(config.max_length + 2, start=4, growth=1.25)
     if isinstance(pairs, stream.Stream):
-        source_vec, target_vec = _vectorizers(config, prep)
-
-        def encode(sources, targets):
-            s = tf.cast(source_vec(sources)[:, : config.max_length + 1], tf.int32)
-            t = tf.cast(target_vec(targets)[:, : config.max_length + 1], tf.int32)
-            return s, t
-
-        return text_lib.streamed_batches(
+        return seq2seq.streamed_pair_batches(
             pairs.dataset(*distribute.worker_of(config.strategy)),
-            encode,
+            *_vectorizers(config, prep),
             config.batch_size,
+            config.max_length,
             training=training,
             seed=config.seed,
-            edges=edges,
-            length_of=_length,
-            pad=_at_least_one_step,
-            # Over-long pairs are dropped rather than cut: a cut target teaches a wrong ending.
-            keep=lambda s, t: (
-                (tf.shape(s)[0] <= config.max_length) & (tf.shape(t)[0] <= config.max_length)
-            ),
-            before_bucketing=_teacher_forcing,
         )
     source, target = _encode(config, prep, pairs, training)
-    ds = tf.data.Dataset.from_tensor_slices((source, target)).map(
-        lambda s, t: (tf.cast(s, tf.int32), tf.cast(t, tf.int32))
+    return seq2seq.pair_batches(
+        source, target, config.batch_size, config.max_length, training=training, seed=config.seed
     )
-    if training:
-        ds = ds.shuffle(int(source.nrows()), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.map(_teacher_forcing).bucket_by_sequence_length(
-        element_length_func=_length,
-        bucket_boundaries=edges,
-        bucket_batch_sizes=[config.batch_size] * (len(edges) + 1),
-    )
-    return ds.map(_at_least_one_step).prefetch(tf.data.AUTOTUNE)
 
 
 # ----------------------------------------------------------------------------- model

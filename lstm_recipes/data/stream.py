@@ -31,6 +31,13 @@ DISTINCT_CAP = 10_000  # distinct values of a label field counted at most
 _PROGRESS_SECONDS = 10.0
 
 
+_BINS = 1 << 16  # max_examples keeps whole bins of the training positions: an exact count
+
+
+def _bin(at: float, start: float) -> int:
+    return int((at - start) / (1.0 - start) * _BINS)
+
+
 def position(values: list[str], seed: int) -> float:
     """Where a row falls in [0, 1): its split is decided by this number alone.
 
@@ -50,7 +57,8 @@ class Stream:
         fields: the fields each example has.
         seed: the split's hash seed.
         start: rows from this position on (see ``position``) are training rows.
-        keep: the share of training rows used (``max_examples``), by the same position.
+        keep: training rows in the first ``keep`` of 65,536 bins of positions are used
+            (``max_examples``; all bins by default).
         size: training rows, as counted by ``load``.
         encoding: the run's text encoding.
         decode_errors: ``strict`` or ``replace``.
@@ -62,7 +70,7 @@ class Stream:
     fields: Fields
     seed: int
     start: float
-    keep: float = 1.0
+    keep: int = _BINS
     size: int = 0
     encoding: str = "utf-8"
     decode_errors: str = "strict"
@@ -79,7 +87,7 @@ class Stream:
             values: the row's fields.
         """
         at = position(values, self.seed)
-        return at >= self.start and (at - self.start) < self.keep * (1.0 - self.start)
+        return at >= self.start and _bin(at, self.start) < self.keep
 
     def _rows(self, path: str, report: reading.Report) -> Iterator[list[list[str]]]:
         # Full batches even when few rows are kept (max_examples): fewer, larger TF calls.
@@ -125,6 +133,13 @@ class Stream:
 
         by_file = len(self.files) >= workers
         paths = self.files[worker::workers] if by_file else self.files
+        if workers > 1:
+            how = "its own shards" if by_file else "every shard and keeps every example of its turn"
+            print(
+                f"input: worker {worker} of {workers} reads {how}: "
+                + ", ".join(Path(p).name for p in paths),
+                flush=True,
+            )
         signature = tuple(tf.TensorSpec([None], tf.string) for _ in self.fields.names)
 
         def generate(path):
@@ -256,6 +271,7 @@ def load(
     validation, test, dropped = [], [], 0
     counts: collections.Counter = collections.Counter()
     rows = train = 0
+    bins = np.zeros(_BINS + 1, np.int64)
     shown = t0
     for number, path in enumerate(paths, 1):
         for columns, _ in shards.read_batches(path, fields, report):
@@ -263,6 +279,7 @@ def load(
                 at = position(list(row), seed)
                 if at >= start:
                     train += 1
+                    bins[_bin(at, start)] += 1
                     if count_field is not None and (
                         row[count_field] in counts or len(counts) < DISTINCT_CAP
                     ):
@@ -290,14 +307,18 @@ def load(
             "count such as 5000)",
             flush=True,
         )
-    keep = 1.0 if not max_examples or train <= max_examples else max_examples / train
+    keep, size = _BINS, train
+    if max_examples and train > max_examples:
+        # The fewest whole bins holding max_examples rows; the count is then exact.
+        keep = int(np.searchsorted(np.cumsum(bins), max_examples)) + 1
+        size = int(bins[:keep].sum())
     stream = Stream(
         [str(p) for p in paths],
         fields,
         seed,
         start,
         keep,
-        train if keep == 1.0 else int(round(train * keep)),
+        size,
         report.encoding,
         report.decode_errors,
         f"{len(paths)} shard(s) {spec}",
