@@ -63,7 +63,12 @@ def is_shards_spec(spec: str) -> bool:
         return True
     path = Path(spec)
     if path.is_dir():
-        return any(file_format(p) for p in path.iterdir() if p.is_file())
+        # A folder of class sub-folders, or of .txt documents, is not a corpus of shards.
+        entries = list(path.iterdir())
+        return not any(p.is_dir() for p in entries) and any(
+            file_format(p) and not p.name.lower().removesuffix(".gz").endswith(".txt")
+            for p in entries
+        )
     return path.is_file() and file_format(path) in ("parquet", "tfrecord")
 
 
