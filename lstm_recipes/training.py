@@ -50,6 +50,50 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class Progress(keras.callbacks.Callback):
+    """When output is not a terminal (logs, CI, a cluster), a line when the first training step
+    is done, then every ``seconds``, and at the end of each epoch the examples per second after
+    its first step (tracing excluded): Keras prints nothing there until an epoch ends, and an
+    epoch of a streamed corpus can last hours.
+
+    Args:
+        batch_size: examples per step, to report examples per second.
+        seconds: seconds between lines.
+    """
+
+    def __init__(self, batch_size: int, seconds: float = 60.0):
+        super().__init__()
+        self.batch_size, self.seconds = batch_size, seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.t0, self.first, self.steps = epoch, time.time(), None, 0
+
+    def _rate(self, now: float) -> str:
+        steps = self.steps - 1
+        seconds = max(now - self.first, 1e-9)
+        return f"{steps * self.batch_size / seconds:,.0f} examples/s after the first step"
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.time()
+        self.steps = batch + 1
+        if self.first is None:
+            self.first = self.shown = now
+            print(f"first training step done in {now - self.t0:.1f}s", flush=True)
+        elif now - self.shown >= self.seconds:
+            self.shown = now
+            print(
+                f"epoch {self.epoch + 1}: {self.steps:,} steps, about "
+                f"{self.steps * self.batch_size:,} examples ({self._rate(now)})",
+                flush=True,
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.first is not None and self.steps > 1:
+            print(
+                f"epoch {epoch + 1}: {self.steps:,} steps ({self._rate(time.time())})", flush=True
+            )
+
+
 def schedule_callbacks(config) -> list:
     """Callbacks for the optional config fields ``lr_decay`` (per epoch) and ``max_minutes``."""
     callbacks = []
@@ -132,6 +176,7 @@ def fit(
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
         *(module.callbacks(config) if hasattr(module, "callbacks") else []),
+        *([] if sys.stdout.isatty() else [Progress(getattr(config, "batch_size", 1))]),
         # Last: it restores the others' state after their on_train_begin has reset it, and
         # commits an epoch only after they have all recorded it.
         ExactBackup(

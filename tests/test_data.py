@@ -121,7 +121,11 @@ def test_max_examples_limits_training_only(tmp_path):
             "a.csv",
             "expected at least 2 classes .* found 1: 'pos'",
         ),
-        (b"text,label\n", "a.parquet", "expected a Parquet file at .*a.parquet, found: Parquet magic"),
+        (
+            b"text,label\n",
+            "a.parquet",
+            "expected a Parquet file at .*a.parquet, found: Parquet magic",
+        ),
     ],
 )
 def test_broken_inputs_raise_clear_errors(tmp_path, content, name, message):

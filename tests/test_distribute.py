@@ -179,3 +179,39 @@ def test_a_restarted_worker_resumes_from_the_chiefs_backup_without_writing_it(tm
     history = tiny_model().fit(data, epochs=3, verbose=0, callbacks=[worker])
     assert history.epoch == [2]  # resumed after the chief's two epochs
     assert {p.name: p.read_bytes() for p in chief.iterdir()} == saved
+
+
+def test_two_workers_read_disjoint_shards_of_a_streamed_corpus(tmp_path):
+    reviews = make_reviews(480)
+    for i in range(4):
+        write_csv(tmp_path / f"part-{i}.csv", reviews[i::4])
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    tiny = ["sentiment", "--preset", "tiny", "--data", str(tmp_path / "part-*.csv")]
+    command = [*cli_command(), "train", *tiny, "--set", "epochs=2"]
+    command += ["--run-dir", str(tmp_path / "run"), "--strategy", "multi-worker"]
+    procs = []
+    for index in range(2):
+        (tmp_path / f"tmp{index}").mkdir()
+        task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(task), "TMPDIR": str(tmp_path / f"tmp{index}")}
+        procs.append(
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = []
+    try:
+        outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-3000:]
+    # Each worker reads its own half of the shards, and they still train the same weights
+    # (their shards end at different steps: the epoch ends for both when either runs out).
+    assert "worker 0 of 2 reads its own shards: part-0.csv, part-2.csv" in outputs[0]
+    assert "worker 1 of 2 reads its own shards: part-1.csv, part-3.csv" in outputs[1]
+    weights = [re.search(r"trained weights: (.+)", output).group(1) for output in outputs]
+    assert weights[0] == weights[1], weights

@@ -39,6 +39,12 @@ def recipe_args(recipe, tmp_path):
     if recipe == "sentiment":
         data = write_csv(tmp_path / "reviews.csv", make_reviews(800))
         return [*common, "--data", str(data), "--set", "max_examples=640"]
+    if recipe == "sentiment-shards":
+        # A streamed corpus: the shards are read again every epoch through a shuffle buffer.
+        reviews = make_reviews(800)
+        for i in range(3):
+            write_csv(tmp_path / f"part-{i}.csv", reviews[i::3])
+        return [*common, "--data", str(tmp_path / "part-*.csv")]
     if recipe == "tagging":
         return [*common, "--data", str(write_tags(tmp_path / "tags.txt"))]
     if recipe == "translation":
@@ -49,6 +55,7 @@ def recipe_args(recipe, tmp_path):
 
 
 def train(recipe, args, run_dir, **kwargs):
+    recipe = recipe.removesuffix("-shards")
     command = [*cli_command(), "train", recipe, *args, "--run-dir", str(run_dir)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen(
@@ -76,6 +83,7 @@ def finish(proc):
 
 RECIPES = [
     "sentiment",
+    "sentiment-shards",
     pytest.param("translation", marks=pytest.mark.slow),
     pytest.param("tagging", marks=pytest.mark.slow),
     pytest.param("char_lm", marks=pytest.mark.slow),

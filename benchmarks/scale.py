@@ -1,0 +1,177 @@
+"""Data at scale: peak memory, time to the first step and throughput of streamed corpora.
+
+Generates parallel corpora of N sentence pairs (the Tatoeba spa-eng pairs repeated, each with a
+counter so that no two are equal and the vocabulary keeps growing) as shards of 250,000 pairs,
+``.tsv.gz`` and Parquet, then for each size and format runs ``lstm-recipes run translation``
+(tiny model, one epoch cut by ``max_minutes``, 2,000 validation and 1,000 test pairs) as its own
+process and reports:
+
+- peak RSS of the process (``wait4``'s ``ru_maxrss``);
+- time from the process start to the first training step done (``Progress`` prints it);
+- the checking pass's rows/s (``read N rows ... (R rows/s)``);
+- training pairs/s after the first step (``Progress``'s epoch line) and target tokens/s (from
+  the corpus' mean target length).
+
+The same pairs in one ``.tsv`` file, read into memory as before, give the reference throughput
+(at the smallest size only: that path holds the corpus in memory).
+
+    python benchmarks/scale.py                        # 100k, 1M and 10M pairs (about an hour)
+    python benchmarks/scale.py --sizes 100000 --quick # a small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from common import SHARED_DATA, machine, say
+
+SHARD_ROWS = 250_000
+PAIRS_ZIP = SHARED_DATA / "translation/spa-eng/spa-eng.zip"
+
+
+def base_pairs(quick: bool) -> list[tuple[str, str]]:
+    if PAIRS_ZIP.exists():
+        with zipfile.ZipFile(PAIRS_ZIP) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("spa.txt"))
+            lines = archive.read(name).decode("utf-8").splitlines()
+        return [tuple(line.split("\t")[:2]) for line in lines if line.count("\t") >= 1]
+    if not quick:
+        sys.exit(f"expected the spa-eng pairs at {PAIRS_ZIP} (see ../shared/data/README.md)")
+    say(f"note: {PAIRS_ZIP} not found; --quick uses generated date pairs")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from lstm_recipes.data.dates import date_pairs
+
+    return date_pairs(20_000, seed=0)
+
+
+def pairs(base: list, n: int):
+    for i in range(n):
+        source, target = base[i % len(base)]
+        yield f"{source} ({i})", target
+
+
+def write_corpus(folder: Path, base: list, n: int, fmt: str) -> str:
+    """Shards of ``n`` pairs under ``folder`` (kept between runs); returns their glob."""
+    done = folder / ".complete"
+    suffix = "tsv.gz" if fmt == "tsv" else "parquet"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        rows = pairs(base, n)
+        for shard in range((n + SHARD_ROWS - 1) // SHARD_ROWS):
+            chunk = [next(rows) for _ in range(min(SHARD_ROWS, n - shard * SHARD_ROWS))]
+            path = folder / f"part-{shard:05d}.{suffix}"
+            if fmt == "tsv":
+                with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as f:
+                    f.writelines(f"{s}\t{t}\n" for s, t in chunk)
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                table = pa.table({"source": [s for s, _ in chunk], "target": [t for _, t in chunk]})
+                pq.write_table(table, path, row_group_size=50_000)
+        done.touch()
+        say(f"  wrote {n:,} pairs as {fmt} shards in {time.time() - t0:.0f}s")
+    return str(folder / f"part-*.{suffix}")
+
+
+def run(data: str, minutes: float, workdir: Path, name: str) -> dict:
+    """One ``lstm-recipes run translation`` process; its figures."""
+    run_dir = workdir / "runs" / name
+    command = [
+        str(Path(sys.executable).parent / "lstm-recipes"),
+        "run", "translation", "--preset", "tiny", "--data", data,
+        "--set", "max_examples=0", "--set", "validation_size=2000", "--set", "test_size=1000",
+        "--set", "epochs=1", "--set", f"max_minutes={minutes}", "--run-dir", str(run_dir),
+    ]  # fmt: skip
+    log = workdir / f"{name}.log"
+    start = time.time()
+    first_step = None
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        for line in proc.stdout:
+            out.write(line)
+            if first_step is None and line.startswith("first training step done"):
+                first_step = time.time() - start
+        _, status, usage = os.wait4(proc.pid, 0)
+    text = log.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{name} failed; see {log}:\n{text[-2000:]}")
+    pass_rate = re.search(
+        r"read [\d,]+ rows from \d+ shard\(s\) in [\d.]+s \(([\d,]+) rows/s\)", text
+    )
+    rate = re.search(r"epoch 1: [\d,]+ steps \(([\d,]+) examples/s after the first step\)", text)
+    return {
+        "peak_rss_mib": usage.ru_maxrss // 1024,
+        "first_step_s": first_step,
+        "pass_rows_per_s": int(pass_rate.group(1).replace(",", "")) if pass_rate else None,
+        "pairs_per_s": int(rate.group(1).replace(",", "")) if rate else None,
+        "wall_s": time.time() - start,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000,10000000")
+    parser.add_argument("--formats", default="tsv,parquet")
+    parser.add_argument("--minutes", type=float, default=1.0, help="training budget per run")
+    parser.add_argument("--workdir", default=None, help="where corpora and runs go (kept)")
+    parser.add_argument("--quick", action="store_true", help="allow generated pairs")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scale-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = base_pairs(args.quick)
+    tokens = sum(len(t.split()) + 1 for _, t in base) / len(base)  # target tokens + END
+    say(machine())
+    say(f"work folder: {workdir}; mean target tokens per pair {tokens:.2f}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    # The in-memory reference: the smallest corpus as one .tsv file, read as before.
+    single = workdir / f"single-{sizes[0]}.tsv"
+    if not single.exists():
+        with single.open("w", encoding="utf-8") as f:
+            f.writelines(f"{s}\t{t}\n" for s, t in pairs(base, sizes[0]))
+    say(f"in memory, {sizes[0]:,} pairs, one .tsv file ...")
+    rows.append(
+        ("in memory (one .tsv)", sizes[0], run(str(single), args.minutes, workdir, "memory"))
+    )
+    for size in sizes:
+        for fmt in args.formats.split(","):
+            say(f"streamed, {size:,} pairs, {fmt} shards ...")
+            data = write_corpus(workdir / f"{fmt}-{size}", base, size, fmt)
+            rows.append(
+                (f"streamed ({fmt})", size, run(data, args.minutes, workdir, f"{fmt}-{size}"))
+            )
+    say("")
+    say(
+        "| data | pairs | peak RSS | time to first step | checking pass | training pairs/s | target tokens/s |"
+    )
+    say("|---|---|---|---|---|---|---|")
+    for label, size, r in rows:
+        pairs_s = r["pairs_per_s"] or 0
+        say(
+            f"| {label} | {size:,} | {r['peak_rss_mib']:,} MiB | "
+            f"{r['first_step_s']:.0f} s | "
+            + (f"{r['pass_rows_per_s']:,} rows/s" if r["pass_rows_per_s"] else "-")
+            + f" | {pairs_s:,.0f} | {pairs_s * tokens:,.0f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
