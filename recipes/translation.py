@@ -58,6 +58,8 @@ DATA_FORMS = {
     "FILE.txt|.tsv|.zip[.gz]": "source<TAB>target[<TAB>attribution] per line (Anki/Tatoeba)",
     "SOURCE_FILE,TARGET_FILE": "two line-aligned files, e.g. train.en,train.de (.gz too)",
     "FILE.jsonl|.csv[.gz]": "one pair per row; keys/columns named by source_column, target_column",
+    "'SHARDS-*.tsv.gz'|FOLDER/|.parquet|.tfrecord": "a corpus streamed from shards (headerless "
+    ".tsv pairs, CSV/JSONL, Parquet, TFRecord), split by a hash of each pair",
 }
 SIGNATURES = {
     "serving_default": "text: string[None] -> {translation: string[None]} (beam search)",
