@@ -227,7 +227,9 @@ def fit_preprocessing(config: Config, train: list | stream.Stream) -> dict:
     if isinstance(train, stream.Stream):
         lengths: list[int] = []
         (vocabulary,), counted = text_lib.count_vocabularies(
-            train.batches(), [(0, config.vocab_size, text_lib.standardize)], lengths=lengths
+            train.sample(stream.FIT_ROWS).batches(),
+            [(0, config.vocab_size, text_lib.standardize)],
+            lengths=lengths,
         )
         edges = text_lib.quantile_boundaries(np.minimum(lengths, config.max_length))
         return {

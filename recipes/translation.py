@@ -226,7 +226,8 @@ def fit_preprocessing(config: Config, train: list) -> dict:
     standardize = _standardize(config)
     if isinstance(train, stream.Stream):
         columns = [(0, config.source_vocab, standardize), (1, config.target_vocab - 2, standardize)]
-        (source, target), _ = text_lib.count_vocabularies(train.batches(), columns)
+        sample = train.sample(stream.FIT_ROWS)
+        (source, target), _ = text_lib.count_vocabularies(sample.batches(), columns)
     else:
         source = text_lib.fit_vocabulary([s for s, _ in train], config.source_vocab, standardize)
         target = text_lib.fit_vocabulary(

@@ -274,3 +274,13 @@ def test_translation_trains_on_tsv_shards_of_pairs(tmp_path):
     prep = json.loads((run_dir / "preprocessing.json").read_text())
     assert prep["target_vocabulary"][:2] == ["[START]", "[END]"]
     assert len(prep["source_vocabulary"]) > 20
+
+
+def test_fitting_samples_a_large_training_split_by_hash(tmp_path, capsys):
+    loaded = load(write_shards(tmp_path / "s", rows_of(1000), "tsv"))
+    sample = loaded.train.sample(200)
+    rows = train_rows(stream.Loaded(sample, [], [], collections.Counter(), 0, 0.0))
+    assert len(rows) == len(sample) and 200 <= len(rows) <= 210
+    assert set(rows) <= set(train_rows(loaded))
+    assert "fitting on a sample of" in capsys.readouterr().out
+    assert loaded.train.sample(10_000) is loaded.train

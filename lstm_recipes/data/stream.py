@@ -27,6 +27,7 @@ from lstm_recipes.data.shards import Fields
 from lstm_recipes.errors import UserError
 
 HOLDOUT_CAP = 50_000  # validation or test examples kept in memory at most
+FIT_ROWS = 1_000_000  # training rows that vocabularies and statistics are fitted on at most
 DISTINCT_CAP = 10_000  # distinct values of a label field counted at most
 _PROGRESS_SECONDS = 10.0
 
@@ -64,6 +65,7 @@ class Stream:
         decode_errors: ``strict`` or ``replace``.
         source: a description for the run's records.
         counts: training rows per value of the counted field (a label), from ``load``.
+        bins: training rows per bin of positions, from ``load`` (for ``sample``).
     """
 
     files: list[str]
@@ -76,9 +78,28 @@ class Stream:
     decode_errors: str = "strict"
     source: str = ""
     counts: dict = dataclasses.field(default_factory=dict)
+    bins: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.size
+
+    def sample(self, rows: int) -> Stream:
+        """About ``rows`` of these training rows, chosen by hash (whole bins; exact size), for
+        fitting statistics in bounded time; the stream itself when it is not larger.
+
+        Args:
+            rows: how many rows at most (a few more when a bin straddles the count).
+        """
+        if self.bins is None or self.size <= rows:
+            return self
+        keep = min(int(np.searchsorted(np.cumsum(self.bins), rows)) + 1, self.keep)
+        sample = dataclasses.replace(self, keep=keep, size=int(self.bins[:keep].sum()))
+        print(
+            f"fitting on a sample of {sample.size:,} of the {self.size:,} training rows, chosen "
+            "by hash",
+            flush=True,
+        )
+        return sample
 
     def is_train(self, values: list[str]) -> bool:
         """True for a row of this training split.
@@ -323,6 +344,7 @@ def load(
         report.decode_errors,
         f"{len(paths)} shard(s) {spec}",
         dict(counts),
+        bins,
     )
     return Loaded(stream, validation, test, counts, rows, seconds)
 

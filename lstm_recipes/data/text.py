@@ -215,12 +215,16 @@ def count_vocabularies(
     for batch in batches:
         for k, (index, _, standardize_fn) in enumerate(columns):
             tokens = tf.strings.split(standardize_fn(tf.constant(batch[index])))
-            counts[k].update(tokens.flat_values.numpy().tolist())
+            # Counted in TensorFlow first: Python then sees each distinct token of the batch once.
+            unique, _, times = tf.unique_with_counts(tokens.flat_values)
+            counter = counts[k]
+            for token, n in zip(unique.numpy().tolist(), times.numpy().tolist()):
+                counter[token] += n
             stats["tokens"] += int(tokens.flat_values.shape[0])
             if k == 0 and lengths is not None:
                 _reservoir(lengths, tokens.row_lengths().numpy().tolist(), stats["rows"], rng)
-            if len(counts[k]) > caps[k]:
-                counts[k] = collections.Counter(dict(counts[k].most_common(caps[k] // 2)))
+            if len(counter) > caps[k]:
+                counts[k] = _prune(counter, caps[k] // 2)
                 stats["prunings"] += 1
         stats["rows"] += len(batch[0])
     vocabularies = []
@@ -228,6 +232,17 @@ def count_vocabularies(
         ranked = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[: max(size - 2, 0)]
         vocabularies.append([token.decode("utf-8") for token, _ in ranked])
     return vocabularies, stats
+
+
+def _prune(counts: collections.Counter, keep: int) -> collections.Counter:
+    # At most about `keep` of the most frequent entries: those above the median count that
+    # makes the cut (one pass, no sort); ties at the cut go, so fewer may remain.
+    values = np.fromiter(counts.values(), np.int64, len(counts))
+    cut = np.partition(values, len(values) - keep)[len(values) - keep]
+    kept = collections.Counter({t: n for t, n in counts.items() if n > cut})
+    if not kept:  # every count equal: keep an arbitrary half rather than nothing
+        kept = collections.Counter(dict(counts.most_common(keep)))
+    return kept
 
 
 def _reservoir(sample: list, values: list, seen: int, rng, size: int = 100_000) -> None:
