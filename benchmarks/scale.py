@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="training budget per run")
     parser.add_argument("--workdir", default=None, help="where corpora and runs go (kept)")
     parser.add_argument("--quick", action="store_true", help="allow generated pairs")
+    parser.add_argument("--repeats", type=int, default=2, help="alternated throughput pairs")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -146,10 +147,17 @@ def main(argv=None) -> int:
     if not single.exists():
         with single.open("w", encoding="utf-8") as f:
             f.writelines(f"{s}\t{t}\n" for s, t in pairs(base, sizes[0]))
-    say(f"in memory, {sizes[0]:,} pairs, one .tsv file ...")
-    rows.append(
-        ("in memory (one .tsv)", sizes[0], run(str(single), args.minutes, workdir, "memory"))
-    )
+    # Throughput, in-memory against streamed on the same pairs: alternated, as the machine's
+    # speed drifts (shared machines).
+    streamed = write_corpus(workdir / f"tsv-{sizes[0]}", base, sizes[0], "tsv")
+    rates = {"memory": [], "streamed": []}
+    for turn in range(args.repeats):
+        for kind, data in (("memory", str(single)), ("streamed", streamed)):
+            say(f"throughput {turn + 1}/{args.repeats}: {kind}, {sizes[0]:,} pairs ...")
+            figures = run(data, args.minutes, workdir, f"{kind}-{turn}")
+            rates[kind].append(figures["pairs_per_s"])
+            if kind == "memory" and turn == 0:
+                rows.append(("in memory (one .tsv)", sizes[0], figures))
     for size in sizes:
         for fmt in args.formats.split(","):
             say(f"streamed, {size:,} pairs, {fmt} shards ...")
@@ -157,6 +165,10 @@ def main(argv=None) -> int:
             rows.append(
                 (f"streamed ({fmt})", size, run(data, args.minutes, workdir, f"{fmt}-{size}"))
             )
+    say("")
+    say(f"training pairs/s, in memory: {rates['memory']}; streamed: {rates['streamed']}")
+    ratio = sum(rates["streamed"]) / max(sum(rates["memory"]), 1)
+    say(f"streamed / in memory: {ratio:.3f}")
     say("")
     say(
         "| data | pairs | peak RSS | time to first step | checking pass | training pairs/s | target tokens/s |"
