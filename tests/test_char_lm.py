@@ -17,6 +17,9 @@ from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.cli import main
 from lstm_recipes.data.chars import CharCodec
 
+# Its tests share a module fixture (a trained run): one pytest-xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("char_lm")
+
 char_lm = recipe_lib.load_recipe("char_lm")
 
 

@@ -13,6 +13,9 @@ from click.testing import CliRunner
 from lstm_recipes import blocks, diagnose
 from lstm_recipes.cli import main
 
+# Its tests share a module fixture (a trained run): one pytest-xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("diagnose")
+
 
 def _linear_rnn(decay: float) -> keras.Model:
     ids = keras.Input((None,), dtype="int32")

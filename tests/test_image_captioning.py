@@ -21,6 +21,9 @@ from lstm_recipes.data import captions as captions_lib
 from lstm_recipes.data.scenes import builtin_examples, scene
 from lstm_recipes.errors import UserError
 
+# Its tests share a module fixture (a trained run): one pytest-xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("image_captioning")
+
 captioning = recipe_lib.load_recipe("image_captioning")
 
 

@@ -17,6 +17,9 @@ from lstm_recipes.cli import main
 from lstm_recipes.data import conll
 from lstm_recipes.errors import UserError
 
+# Its tests share a module fixture (a trained run): one pytest-xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("tagging")
+
 tagging = recipe_lib.load_recipe("tagging")
 TINY = tagging.PRESETS["tiny"]
 TINY_RUN = ("run", "tagging", "--preset", "tiny")

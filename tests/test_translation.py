@@ -21,6 +21,9 @@ from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.dates import date_pairs
 from lstm_recipes.errors import UserError
 
+# Its tests share a module fixture (a trained run): one pytest-xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("translation")
+
 translation = recipe_lib.load_recipe("translation")
 TINY = translation.PRESETS["tiny"]
 
