@@ -92,15 +92,9 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def test_two_workers_train_the_same_weights_and_only_the_chief_writes(tmp_path, tiny_run):
-    data = write_csv(tmp_path / "reviews.csv", make_reviews(160))
-    # One run directory for both, as on a cluster's shared storage.
-    run_dir = tmp_path / "run"
+def two_workers(command: list[str], tmp_path) -> list[str]:
+    """Run ``command`` as workers 0 and 1 of a local cluster; their outputs, both succeeded."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    # One epoch: the steps, not their number, are what differs from a single-device run.
-    tiny = ["sentiment", "--preset", "tiny", "--data", str(data), "--set", "epochs=1"]
-    command = [*cli_command(), "run", *tiny, "--run-dir", str(run_dir)]
-    command += ["--strategy", "multi-worker"]
     procs = []
     for index in range(2):
         (tmp_path / f"tmp{index}").mkdir()
@@ -127,6 +121,17 @@ def test_two_workers_train_the_same_weights_and_only_the_chief_writes(tmp_path, 
                 proc.wait()
     for proc, output in zip(procs, outputs):
         assert proc.returncode == 0, output[-3000:]
+    return outputs
+
+
+def test_two_workers_train_the_same_weights_and_only_the_chief_writes(tmp_path, tiny_run):
+    data = write_csv(tmp_path / "reviews.csv", make_reviews(160))
+    # One run directory for both, as on a cluster's shared storage.
+    run_dir = tmp_path / "run"
+    # One epoch: the steps, not their number, are what differs from a single-device run.
+    tiny = ["sentiment", "--preset", "tiny", "--data", str(data), "--set", "epochs=1"]
+    command = [*cli_command(), "run", *tiny, "--run-dir", str(run_dir)]
+    outputs = two_workers(command + ["--strategy", "multi-worker"], tmp_path)
     chief, other = outputs
     assert (
         "strategy: multi-worker, 2 replica(s) in sync; task worker 0 of 2 workers (chief)" in chief
@@ -185,32 +190,12 @@ def test_two_workers_read_disjoint_shards_of_a_streamed_corpus(tmp_path):
     reviews = make_reviews(480)
     for i in range(4):
         write_csv(tmp_path / f"part-{i}.csv", reviews[i::4])
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     tiny = ["sentiment", "--preset", "tiny", "--data", str(tmp_path / "part-*.csv")]
     command = [*cli_command(), "train", *tiny, "--set", "epochs=2"]
     command += ["--run-dir", str(tmp_path / "run"), "--strategy", "multi-worker"]
-    procs = []
-    for index in range(2):
-        (tmp_path / f"tmp{index}").mkdir()
-        task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(task), "TMPDIR": str(tmp_path / f"tmp{index}")}
-        procs.append(
-            subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-        )
-    outputs = []
-    try:
-        outputs = [proc.communicate(timeout=300)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    for proc, output in zip(procs, outputs):
-        assert proc.returncode == 0, output[-3000:]
+    outputs = two_workers(command, tmp_path)
     # Each worker reads its own half of the shards, and they still train the same weights
-    # (their shards end at different steps: the epoch ends for both when either runs out).
+    # (every step is synchronous: gradients are summed over both workers' batches).
     assert "worker 0 of 2 reads its own shards: part-0.csv, part-2.csv" in outputs[0]
     assert "worker 1 of 2 reads its own shards: part-1.csv, part-3.csv" in outputs[1]
     weights = [re.search(r"trained weights: (.+)", output).group(1) for output in outputs]
