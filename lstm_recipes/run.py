@@ -165,9 +165,10 @@ class Run:
     def evaluate(self) -> dict:
         """Test-split metrics, saved to ``metrics.json`` with the learning curves."""
         t0 = time.time()
-        metrics = self.module.evaluate(
-            self.config, self.model, self.prep, self.splits.test, self.run_dir
-        )
+        with training.unknown_lengths():
+            metrics = self.module.evaluate(
+                self.config, self.model, self.prep, self.splits.test, self.run_dir
+            )
         metrics["eval_seconds"] = round(time.time() - t0, 1)
         rundir.write_json(self.run_dir / "metrics.json", metrics)
         plots.learning_curves(

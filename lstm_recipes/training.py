@@ -24,6 +24,18 @@ from lstm_recipes.errors import UserError
 from lstm_recipes.rundir import read_json, write_json
 
 
+@contextlib.contextmanager
+def unknown_lengths():
+    """Silence Keras's "Your input ran out of data" warning inside the block.
+
+    Bucketed datasets have no known length, so every pass over one (an epoch, an evaluation)
+    ends that way; the warning would be printed after every run.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ran out of data.*")
+        yield
+
+
 def optimizer(config) -> keras.optimizers.Optimizer:
     """Adam with the config's learning rate and optional ``clipnorm``."""
     clipnorm = getattr(config, "clipnorm", None) or None
@@ -190,10 +202,7 @@ def fit(
     # they will be run again. (Before CSVLogger opens the file.)
     trim_history(run_dir / "history.csv", backup_epoch(run_dir / "backup"))
     verbose = 1 if sys.stdout.isatty() else 2
-    with warnings.catch_warnings(), compat.multi_worker_fit(strategy, model):
-        # Bucketed datasets have no known length; Keras warns at each epoch's end that the
-        # input "ran out of data", which is how every epoch ends here.
-        warnings.filterwarnings("ignore", message=".*ran out of data.*")
+    with unknown_lengths(), compat.multi_worker_fit(strategy, model):
         model.fit(
             train,
             validation_data=validation,
