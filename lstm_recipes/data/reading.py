@@ -85,6 +85,20 @@ class Report:
         )
         return UserError(f"{text}{extra}")
 
+    def replace(self, raw: bytes, codec: str, where: str) -> str:
+        """``raw`` decoded with undecodable bytes as U+FFFD, counted against ``where``.
+
+        Args:
+            raw: the bytes.
+            codec: the codec to decode with.
+            where: the file, for the per-file count.
+        """
+        # Count bytes, not replacement characters: one U+FFFD may stand for several bytes.
+        bad = undecodable_bytes(raw, codec)
+        self.replaced += bad
+        self.replaced_in[where] = self.replaced_in.get(where, 0) + bad
+        return raw.decode(codec, errors="replace")
+
     def summary(self) -> dict:
         """The report as plain data for ``data_report.json`` and the model card (empty when
         nothing was replaced or skipped)."""
@@ -204,12 +218,7 @@ def decode(raw: bytes, where: str) -> str:
         return raw.decode(codec)
     except UnicodeDecodeError as e:
         if report.decode_errors == "replace":
-            text = raw.decode(codec, errors="replace")
-            # Count bytes, not replacement characters: one U+FFFD may stand for several bytes.
-            bad = undecodable_bytes(raw, codec)
-            report.replaced += bad
-            report.replaced_in[where] = report.replaced_in.get(where, 0) + bad
-            return text
+            return report.replace(raw, codec, where)
         if utf8 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
             found = "UTF-16 text (it starts with a UTF-16 byte order mark; set encoding=utf-16)"
         else:

@@ -160,7 +160,8 @@ def read_batches(path: Path, fields: Fields, report: reading.Report) -> Iterator
 _CHUNK = 1 << 22  # bytes read and decoded at a time
 
 
-def _opened(path: Path):
+def open_shard(path: Path):
+    """A shard's bytes, gunzipped when it ends in ``.gz``."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         return opener(path, "rb")
@@ -181,7 +182,7 @@ def _decoded_lines(path: Path, report: reading.Report) -> Iterator[tuple[int, st
     utf8 = report.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     number, pending, first = 0, b"", True
     try:
-        with _opened(path) as f:
+        with open_shard(path) as f:
             while True:
                 chunk = f.read(_CHUNK)
                 block = pending + chunk
@@ -216,10 +217,7 @@ def _decode_line(raw: bytes, path: Path, number: int, report: reading.Report) ->
         return raw.decode(report.encoding).removesuffix("\r")
     except UnicodeDecodeError as e:
         if report.decode_errors == "replace":
-            bad = reading.undecodable_bytes(raw, report.encoding)
-            report.replaced += bad
-            report.replaced_in[str(path)] = report.replaced_in.get(str(path), 0) + bad
-            return raw.decode(report.encoding, errors="replace").removesuffix("\r")
+            return report.replace(raw, report.encoding, str(path)).removesuffix("\r")
         report.bad_row(
             f"{path}:{number}",
             f"expected {report.encoding} text, found byte 0x{raw[e.start]:02x} that is not "
@@ -233,7 +231,7 @@ def _wide_lines(path: Path, report: reading.Report) -> Iterator[tuple[int, str |
 
     number = 0
     try:
-        with _opened(path) as f:
+        with open_shard(path) as f:
             text = io.TextIOWrapper(f, report.encoding, errors=report.decode_errors, newline="")
             for number, line in enumerate(text, 1):  # noqa: B007 (read after the loop)
                 yield number, line.rstrip("\r\n")

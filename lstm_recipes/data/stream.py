@@ -241,11 +241,8 @@ def count_rows(paths: list[Path]) -> int:
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
+        with shards.open_shard(path) as f:
             while chunk := f.read(1 << 22):
                 yield chunk
     except (OSError, EOFError, zlib.error) as e:
