@@ -173,6 +173,7 @@ def run_ablation(
     cells: list[str],
     seeds: int,
     metric: str | None = None,
+    validation_data: str | None = None,
 ) -> Path:
     """Train ``recipe`` once per cell and seed, resumably, and write the report.
 
@@ -186,6 +187,7 @@ def run_ablation(
         cells: the cells to compare.
         seeds: seeds per cell, counted from the config's ``seed``.
         metric: the test metric to compare (None: the recipe's ``MAIN_METRIC``).
+        validation_data: a separate validation spec, or None.
 
     Returns:
         The ablation directory (``results.md``, ``results.csv``, ``cells.png``, records and one
@@ -218,6 +220,8 @@ def run_ablation(
         "overrides": list(overrides),
         "metric": metric,
     }
+    if validation_data:  # only when given: earlier ablations' settings stay equal
+        settings["validation_data"] = validation_data
     settings_path = out_dir / "ablation.json"
     if settings_path.exists():
         before = json.loads(settings_path.read_text())
@@ -243,6 +247,7 @@ def run_ablation(
             preset,
             (*overrides, f"cell={cell}", f"seed={seed}"),
             out_dir / "runs" / f"{cell}-seed{seed}",
+            validation_data=validation_data,
         )
         metrics = run.evaluate()
         if metric not in metrics:

@@ -122,6 +122,12 @@ def _run_options(fn):
             default=None,
             help="Separate test data; default: a fixed-seed split of --data.",
         ),
+        click.option(
+            "--validation-data",
+            default=None,
+            help="Separate validation data (early stopping, the best checkpoint); default: a "
+            "fixed-seed split of --data.",
+        ),
         click.option("--preset", default="default", show_default=True, help="Named config preset."),
         click.option(
             "--set",
@@ -170,12 +176,24 @@ def _strategy_options(fn):
 @_run_options
 @_strategy_options
 @handle_errors
-def run(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices):
+def run(
+    recipe, data, test_data, validation_data, preset, overrides, run_dir, strategy, cpu_devices
+):
     """Train RECIPE, evaluate it on the test split and export a SavedModel."""
     quiet_tensorflow()
     from lstm_recipes.run import Run
 
-    trained = Run.train(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices)
+    trained = Run.train(
+        recipe,
+        data,
+        test_data,
+        preset,
+        overrides,
+        run_dir,
+        strategy,
+        cpu_devices,
+        validation_data=validation_data,
+    )
     if trained is None:  # a worker that is not the chief: the chief evaluates and exports
         return
     trained.evaluate()
@@ -202,12 +220,24 @@ def run(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devic
 @_run_options
 @_strategy_options
 @handle_errors
-def train(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices):
+def train(
+    recipe, data, test_data, validation_data, preset, overrides, run_dir, strategy, cpu_devices
+):
     """Train RECIPE only (then `evaluate RUN_DIR` and `export RUN_DIR`)."""
     quiet_tensorflow()
     from lstm_recipes.run import Run
 
-    trained = Run.train(recipe, data, test_data, preset, overrides, run_dir, strategy, cpu_devices)
+    trained = Run.train(
+        recipe,
+        data,
+        test_data,
+        preset,
+        overrides,
+        run_dir,
+        strategy,
+        cpu_devices,
+        validation_data=validation_data,
+    )
     if trained is not None:
         click.echo(f"trained; next: lstm-recipes evaluate {trained.run_dir}")
 
@@ -300,7 +330,9 @@ def predict(model_dir, inputs, input_file, signature, as_json, prompt, chars, te
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--metric", default=None, help="Test metric to compare (default: the recipe's).")
 @handle_errors
-def ablate(recipe, data, test_data, preset, overrides, run_dir, cells, seeds, metric):
+def ablate(
+    recipe, data, test_data, validation_data, preset, overrides, run_dir, cells, seeds, metric
+):
     """Train RECIPE once per cell and seed; table (mean ± std, diff, Welch p) and box plot.
 
     Everything goes to --run-dir (default runs/ablate/RECIPE-PRESET): one run directory per
@@ -312,7 +344,16 @@ def ablate(recipe, data, test_data, preset, overrides, run_dir, cells, seeds, me
 
     names = [c.strip() for c in cells.split(",") if c.strip()]
     out_dir = ablation.run_ablation(
-        recipe, data, test_data, preset, overrides, run_dir, names, seeds, metric
+        recipe,
+        data,
+        test_data,
+        preset,
+        overrides,
+        run_dir,
+        names,
+        seeds,
+        metric,
+        validation_data=validation_data,
     )
     click.echo((out_dir / "results.md").read_text())
     click.echo(

@@ -7,7 +7,9 @@ A recipe is a plain module. It holds:
   -> description);
 - ``Config``: a frozen dataclass whose fields carry a short comment; ``PRESETS``: name -> Config,
   with at least ``tiny`` and ``default``;
-- ``load_data(config, data, test_data) -> Splits``: raw train/validation/test examples;
+- ``load_data(config, data, test_data, validation_data=None) -> Splits``: raw
+  train/validation/test examples (``validation_data`` is optional: a recipe without it refuses
+  ``--validation-data``);
 - ``fit_preprocessing(config, train) -> dict``: JSON-able state fitted on the train split only;
 - ``build_model(config, prep) -> keras.Model``;
 - ``batches(config, prep, split, training) -> tf.data.Dataset`` of model-ready batches;

@@ -13,6 +13,7 @@ through this class, so a run directory means the same thing whichever made it::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import time
 import types
@@ -67,6 +68,7 @@ class Run:
         run_dir: Path | None = None,
         strategy: str | None = None,
         cpu_devices: int = 0,
+        validation_data: str | None = None,
     ) -> Run | None:
         """Train a recipe in a new run directory, or resume or reuse the one given.
 
@@ -79,6 +81,8 @@ class Run:
             run_dir: the run directory (None: ``runs/<recipe>/<timestamp>``).
             strategy: a ``tf.distribute`` strategy name (None: the config's).
             cpu_devices: with ``mirrored`` and no GPU, mirror over this many logical CPUs.
+            validation_data: a separate validation spec, or None to carve validation
+                examples from ``data``.
 
         Returns:
             The trained run; None on a multi-worker job's worker that is not the chief (it
@@ -105,7 +109,7 @@ class Run:
             engine = distribute.make_strategy(strategy, cpu_devices)
             _say(distribute.describe(strategy, engine))
             if not distribute.is_chief(engine):
-                _train_worker(module, config, data, test_data, run_dir, engine)
+                _train_worker(module, config, (data, test_data, validation_data), run_dir, engine)
                 return None
         started = {
             "data": data,
@@ -113,10 +117,12 @@ class Run:
             "preset": preset,
             "overrides": list(overrides),
         }
+        if validation_data:  # only when given: earlier run directories' settings stay equal
+            started["validation_data"] = validation_data
         # Data first: a run directory made for data that cannot be read would refuse the fixed
         # command ("started with other settings").
         rundir.check_run_dir(module, run_dir)
-        splits, quality = _load(module, config, data, test_data)
+        splits, quality = _load(module, config, data, test_data, validation_data)
         run_dir, info = rundir.open_run(module, config, run_dir, started)
         _say(f"run directory: {run_dir}")
         # Rewritten on every start (a resumed run reads its data again): it says what this
@@ -149,7 +155,9 @@ class Run:
             raise UserError(f"expected run.json in {run_dir}; is it a run directory?")
         module, config, info = rundir.load_run(run_dir)
         if data is None:
-            splits, _ = _load(module, config, info["data"], info.get("test_data"))
+            splits, _ = _load(
+                module, config, info["data"], info.get("test_data"), info.get("validation_data")
+            )
         else:
             splits, _ = _load(module, config, data, None)
         prep = rundir.read_json(run_dir / "preprocessing.json")
@@ -208,11 +216,21 @@ class Run:
         return path
 
 
-def _load(module, config, data: str, test_data: str | None) -> tuple[Splits, dict]:
+def _load(
+    module, config, data: str, test_data: str | None, validation_data: str | None = None
+) -> tuple[Splits, dict]:
     """The recipe's data read with the config's encoding and bad-row bound, and what reading
     replaced or skipped (``reading.Report.summary``), said in one line when anything was."""
+    extra = {}
+    if validation_data:
+        if "validation_data" not in inspect.signature(module.load_data).parameters:
+            raise UserError(
+                f"recipe {recipe_lib.recipe_name(module)} does not take --validation-data: "
+                "expected its load_data to have a validation_data parameter"
+            )
+        extra["validation_data"] = validation_data
     with reading.options_of(config) as report:
-        splits = module.load_data(config, data, test_data)
+        splits = module.load_data(config, data, test_data, **extra)
     quality = report.summary()
     line = reading.describe(quality)
     if line:
@@ -220,7 +238,7 @@ def _load(module, config, data: str, test_data: str | None) -> tuple[Splits, dic
     return splits, quality
 
 
-def _train_worker(module, config, data, test_data, run_dir, strategy) -> None:
+def _train_worker(module, config, specs, run_dir, strategy) -> None:
     """A multi-worker job's other workers: the same data, preprocessing (fitted identically,
     from the same data and seed) and training steps as the chief, in a temporary folder."""
     info = run_dir / "run.json" if run_dir is not None else None
@@ -228,7 +246,7 @@ def _train_worker(module, config, data, test_data, run_dir, strategy) -> None:
         _say("training already finished in this run directory; nothing to do")
         return
     with distribute.worker_dir() as tmp:
-        splits, _ = _load(module, config, data, test_data)
+        splits, _ = _load(module, config, *specs)
         prep = training.preprocessing(module, config, splits, tmp)
         # Resume from the chief's backup when the run directory is on shared storage.
         restore_from = (run_dir or tmp) / "backup"

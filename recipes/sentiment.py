@@ -38,6 +38,7 @@ from lstm_recipes import blocks, cells, distribute, metrics, plots, training
 from lstm_recipes.data import (
     Splits,
     check_labels_seen,
+    corpus,
     files,
     limit,
     make_splits,
@@ -46,7 +47,8 @@ from lstm_recipes.data import (
     stream,
 )
 from lstm_recipes.data import text as text_lib
-from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
+from lstm_recipes.data import tfds as tfds_lib
+from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
 
@@ -156,37 +158,37 @@ def _examples(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
     return pairs, str(path)
 
 
-def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
-    """Train/validation/test (text, label) pairs from --data and optional --test-data."""
+def load_data(
+    config: Config,
+    data: str = "builtin",
+    test_data: str | None = None,
+    validation_data: str | None = None,
+) -> Splits:
+    """Train/validation/test (text, label) pairs from --data and optional --test-data and
+    --validation-data."""
+    fields = shards.Fields((config.text_column, config.label_column))
+    read_file = lambda spec: _examples(config, spec)[0]  # noqa: E731
     if shards.is_shards_spec(data):
-        fields = shards.Fields((config.text_column, config.label_column))
-        read_test = lambda spec: _examples(config, spec)[0]  # noqa: E731
-        result = stream.splits(data, test_data, fields, config, read_test, count_field=1)
+        result = corpus.splits(data, test_data, fields, config, read_file, 1, validation_data)
     elif is_tfds_spec(data):
         hint = "--data train.csv --test-data test.csv (columns text,label) or a folder of class folders"
-        splits, info = load_tfds(data, [config.text_column, config.label_column], hint)
-        feature = info.features[config.label_column]
-        names = list(getattr(feature, "names", []) or [])
-
-        def named(rows):
-            return [(t, names[y] if names else str(y)) for t, y in rows]
-
-        result = make_splits(
-            named(splits["train"]),
-            named(splits["test"]) if "test" in splits else None,
-            validation=named(splits["validation"]) if "validation" in splits else None,
-            seed=config.seed,
-            validation_size=config.validation_size,
-            test_size=config.test_size,
-            source=data,
-            info={"labels": names},
+        parts, _ = tfds_lib.stream_shards(data, list(fields.names), hint)
+        result = corpus.splits(
+            parts["train"],
+            test_data or parts.get("test"),
+            corpus.Source(fields, tfds_lib.read_split),
+            config,
+            read_file,
+            1,
+            validation_data or parts.get("validation"),
+            held_source=corpus.Source(fields),
         )
     else:
         train, source = _examples(config, data)
-        test = _examples(config, test_data)[0] if test_data else None
         result = make_splits(
             train,
-            test,
+            read_file(test_data) if test_data else None,
+            validation=read_file(validation_data) if validation_data else None,
             seed=config.seed,
             validation_size=config.validation_size,
             test_size=config.test_size,

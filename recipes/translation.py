@@ -42,10 +42,11 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
-from lstm_recipes.data import Splits, limit, make_splits, parallel, reading, shards, stream
+from lstm_recipes.data import Splits, corpus, limit, make_splits, parallel, reading, shards, stream
 from lstm_recipes.data import text as text_lib
+from lstm_recipes.data import tfds as tfds_lib
 from lstm_recipes.data.dates import date_pairs
-from lstm_recipes.data.tfds import contained_tempfiles, is_tfds_spec, load_tfds, make_builder
+from lstm_recipes.data.tfds import contained_tempfiles, is_tfds_spec, make_builder
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
 
@@ -154,60 +155,66 @@ def _pairs(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
     return parallel.read_pairs(spec, config.source_column, config.target_column, config.zip_member)
 
 
-def _tfds_splits(config: Config, spec: str) -> Splits:
-    name = spec.removeprefix("tfds:")
+def _tfds_keys(config: Config, name: str) -> list[str]:
     keys = [config.source_column, config.target_column]
     if keys == ["source", "target"] or not all(keys):
         try:
             with contained_tempfiles():
                 supervised = make_builder(name).info.supervised_keys
-        except UserError:  # reported by load_tfds below
+        except UserError:  # reported when the dataset is read
             supervised = None
         if supervised:
             keys = list(supervised)
-    hint = "--data pairs.tsv (source<TAB>target per line) or SOURCE_FILE,TARGET_FILE"
-    splits, _ = load_tfds(spec, keys, hint)
-    return make_splits(
-        splits["train"],
-        splits.get("test"),
-        validation=splits.get("validation"),
-        seed=config.seed,
-        validation_size=config.validation_size,
-        test_size=config.test_size,
-        source=f"{spec} ({keys[0]} -> {keys[1]})",
-    )
+    return keys
 
 
-def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
+def load_data(
+    config: Config,
+    data: str = "builtin",
+    test_data: str | None = None,
+    validation_data: str | None = None,
+) -> Splits:
     """Train/validation/test (source, target) pairs; ``reverse`` swaps the sides."""
+
+    def read_file(spec: str) -> list[tuple[str, str]]:
+        pairs = parallel.drop_blank(_pairs(config, spec)[0])
+        return [(t, s) for s, t in pairs] if config.reverse else pairs
+
+    # Headerless .tsv shards hold source<TAB>target, like a single pairs file.
+    names, positions = (config.source_column, config.target_column), (0, 1)
+    if is_tfds_spec(data):
+        names = tuple(_tfds_keys(config, data.removeprefix("tfds:")))
+    if config.reverse:
+        names, positions = names[::-1], positions[::-1]
+    fields = shards.Fields(names, positions, skip_blank=True)
     if shards.is_shards_spec(data):
-        # Headerless .tsv shards hold source<TAB>target, like a single pairs file.
-        names, positions = (config.source_column, config.target_column), (0, 1)
-        if config.reverse:
-            names, positions = names[::-1], positions[::-1]
-        fields = shards.Fields(names, positions, skip_blank=True)
-        read_test = lambda spec: parallel.drop_blank(_pairs(config, spec)[0])  # noqa: E731
-        result = stream.splits(data, test_data, fields, config, read_test)
+        result = corpus.splits(data, test_data, fields, config, read_file, None, validation_data)
     elif is_tfds_spec(data):
-        result = _tfds_splits(config, data)
+        hint = "--data pairs.tsv (source<TAB>target per line) or SOURCE_FILE,TARGET_FILE"
+        parts, _ = tfds_lib.stream_shards(data, list(names), hint)
+        result = corpus.splits(
+            parts["train"],
+            test_data or parts.get("test"),
+            corpus.Source(fields, tfds_lib.read_split),
+            config,
+            read_file,
+            None,
+            validation_data or parts.get("validation"),
+            held_source=corpus.Source(shards.Fields(names, positions, skip_blank=True)),
+        )
+        result.source = f"{data} ({' -> '.join(names)})"
     else:
         pairs, source = _pairs(config, data)
         pairs = parallel.drop_blank(pairs)
-        test = parallel.drop_blank(_pairs(config, test_data)[0]) if test_data else None
         result = make_splits(
-            pairs,
-            test,
+            [(t, s) for s, t in pairs] if config.reverse else pairs,
+            read_file(test_data) if test_data else None,
+            validation=read_file(validation_data) if validation_data else None,
             seed=config.seed,
             validation_size=config.validation_size,
             test_size=config.test_size,
             source=source,
         )
-    if config.reverse and not isinstance(result.train, stream.Stream):
-        for name in ("train", "validation", "test"):
-            setattr(result, name, [(t, s) for s, t in getattr(result, name)])
-    elif config.reverse and test_data and not shards.is_shards_spec(test_data):
-        result.test = [(t, s) for s, t in result.test]
-    if not isinstance(result.train, stream.Stream):
         result.train = limit(result.train, config.max_examples, config.seed)
     if len(result.train) < 2 or not result.validation or not result.test:
         raise UserError(

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_reviews, write_csv
 
 from lstm_recipes import recipe as recipe_lib
-from lstm_recipes.data import files, make_splits, split_examples
+from lstm_recipes.data import files, make_splits, split_examples, stream
 from lstm_recipes.errors import UserError
 
 sentiment = recipe_lib.load_recipe("sentiment")
@@ -153,12 +153,16 @@ def test_corrupt_gzip(tmp_path):
         files.read_table(path, ["text"])
 
 
-def test_tfds_spec_with_mock_data():
+def test_tfds_spec_streams_its_train_split_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=24):
         splits = sentiment.load_data(CONFIG, "tfds:imdb_reviews")
+        rows = [row for batch in splits.train.batches() for row in zip(*batch)]
+    assert isinstance(splits.train, stream.Stream)  # never materialised into a list
     assert splits.sizes()["test"] == 24
-    assert {y for _, y in splits.train} <= {"neg", "pos"}
+    # Validation is carved by hash from the 24 training examples (imdb has no validation split).
+    assert len(rows) + len(splits.validation) == 24 and len(rows) == len(splits.train)
+    assert {y for _, y in rows} <= {"neg", "pos"} and set(splits.train.counts) <= {"neg", "pos"}
 
 
 def test_tfds_offline_fails_fast_with_the_local_alternative(monkeypatch, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from conftest import cli_ok, make_reviews
 
-from lstm_recipes.data import reading, shards, stream
+from lstm_recipes.data import corpus, reading, shards
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.shards import Fields
 from lstm_recipes.errors import UserError
@@ -62,12 +62,12 @@ def rows_of(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:
     return [(f"{t} no{i}", y) for i, (t, y) in enumerate(make_reviews(n, seed))]
 
 
-def load(spec: str, **kwargs) -> stream.Loaded:
+def load(spec: str, **kwargs) -> corpus.Loaded:
     settings = dict(seed=42, validation_size=0.1, test_size=0.1, separate_test=False, count_field=1)
-    return stream.load(spec, FIELDS, **{**settings, **kwargs})
+    return corpus.load(spec, FIELDS, **{**settings, **kwargs})
 
 
-def train_rows(loaded: stream.Loaded) -> list[tuple[str, ...]]:
+def train_rows(loaded: corpus.Loaded) -> list[tuple[str, ...]]:
     return [row for batch in loaded.train.batches() for row in zip(*batch)]
 
 
@@ -120,7 +120,7 @@ def test_counts_as_split_sizes_and_max_examples(tmp_path):
 
 
 def test_held_out_splits_are_capped(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(stream, "HOLDOUT_CAP", 20)
+    monkeypatch.setattr(corpus, "HOLDOUT_CAP", 20)
     loaded = load(write_shards(tmp_path / "s", rows_of(600), "tsv"), validation_size=0.2)
     assert len(loaded.validation) == 20 and len(loaded.test) == 20
     assert "kept the first 20 validation and test examples each" in capsys.readouterr().out
@@ -204,7 +204,7 @@ def test_a_corrupt_gzip_member_and_a_non_utf8_line_are_one_line_errors(tmp_path)
 def test_missing_columns_and_no_matching_files(tmp_path):
     spec = write_shards(tmp_path / "s", rows_of(30), "csv")
     with pytest.raises(UserError, match="expected columns review, label in .*missing review"):
-        stream.load(
+        corpus.load(
             spec,
             Fields(("review", "label")),
             seed=1,
@@ -279,7 +279,7 @@ def test_translation_trains_on_tsv_shards_of_pairs(tmp_path):
 def test_fitting_samples_a_large_training_split_by_hash(tmp_path, capsys):
     loaded = load(write_shards(tmp_path / "s", rows_of(1000), "tsv"))
     sample = loaded.train.sample(200)
-    rows = train_rows(stream.Loaded(sample, [], [], collections.Counter(), 0, 0.0))
+    rows = train_rows(corpus.Loaded(sample, [], [], collections.Counter(), 0, 0.0))
     assert len(rows) == len(sample) and 200 <= len(rows) <= 210
     assert set(rows) <= set(train_rows(loaded))
     assert "fitting on a sample of" in capsys.readouterr().out

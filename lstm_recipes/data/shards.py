@@ -123,7 +123,7 @@ class Fields:
 Batch = tuple[list[list[str]], list[int]]  # one list of values per field, and line numbers
 
 
-def read_batches(path: Path, fields: Fields, report: reading.Report) -> Iterator[Batch]:
+def read_batches(path: Path | str, fields: Fields, report: reading.Report) -> Iterator[Batch]:
     """Rows of one shard, ``BATCH_ROWS`` at a time: the fields' values and each row's line.
 
     Args:
@@ -131,6 +131,7 @@ def read_batches(path: Path, fields: Fields, report: reading.Report) -> Iterator
         fields: the fields to read.
         report: where bad rows and replaced bytes go (skipped within its bound, else refused).
     """
+    path = Path(path)
     fmt = file_format(path)
     rows = {
         "csv": _csv_rows,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import tempfile
+from collections.abc import Iterator
 
 from lstm_recipes.errors import UserError
 
@@ -52,12 +53,36 @@ def load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | Non
 def _load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | None):
     import tensorflow_datasets as tfds
 
+    name, builder = prepared_builder(spec, offline_hint, data_dir)
+    check_features(name, builder.info, keys)
+    datasets = _load_splits(tfds, name, builder, data_dir, download=False)
+    splits = {}
+    for split, ds in datasets.items():
+        rows = []
+        for example in tfds.as_numpy(ds):
+            rows.append(tuple(_plain(example[k]) for k in keys))
+        splits[split] = rows
+    return splits, builder.info
+
+
+def prepared_builder(spec: str, offline_hint: str, data_dir: str | None = None):
+    """(name, builder) of a TFDS dataset that is prepared on this machine: looked for first
+    (``download=False`` fails in milliseconds), downloaded only when missing and the network
+    answers, so an offline machine fails fast.
+
+    Args:
+        spec: ``tfds:NAME`` or ``tfds:NAME/CONFIG``.
+        offline_hint: what the user can use instead, shown when the data cannot be had.
+        data_dir: TFDS data folder (default: TFDS's own).
+    """
+    import tensorflow_datasets as tfds
+
     name = spec[len(TFDS_PREFIX) :]
     if not name:
         raise UserError("expected tfds:NAME (e.g. tfds:imdb_reviews), got an empty name")
     builder = make_builder(name, data_dir)
     try:
-        datasets = _load_splits(tfds, name, builder, data_dir, download=False)
+        _load_splits(tfds, name, builder, data_dir, download=False)
     except (AssertionError, FileNotFoundError):
         if not _online():
             raise UserError(
@@ -67,22 +92,23 @@ def _load_tfds(spec: str, keys: list[str], offline_hint: str, data_dir: str | No
             ) from None
         print(f"downloading and preparing TFDS dataset {name!r} (first use only)", flush=True)
         builder.download_and_prepare()
-        datasets = _load_splits(tfds, name, builder, data_dir, download=False)
-    info = builder.info
-    features = info.features
-    missing = [k for k in keys if k not in features]
+    return name, builder
+
+
+def check_features(name: str, info, keys: list[str]) -> None:
+    """A one-line error when the dataset lacks a feature the config names.
+
+    Args:
+        name: the dataset name, for the message.
+        info: its ``tfds.core.DatasetInfo``.
+        keys: the feature keys wanted.
+    """
+    missing = [k for k in keys if k not in info.features]
     if missing:
         raise UserError(
             f"TFDS dataset {name!r} has no feature {', '.join(missing)}; its features are "
-            f"{', '.join(features)} (choose with --set)"
+            f"{', '.join(info.features)} (choose with --set)"
         )
-    splits = {}
-    for split, ds in datasets.items():
-        rows = []
-        for example in tfds.as_numpy(ds):
-            rows.append(tuple(_plain(example[k]) for k in keys))
-        splits[split] = rows
-    return splits, info
 
 
 @contextlib.contextmanager
@@ -137,3 +163,65 @@ def _plain(value):
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return value.item()
     return value
+
+
+# ----------------------------------------------------------------------------- streamed splits
+
+_SPLIT_MARK = "@"  # shard names are tfds:NAME@SPLIT; TFDS names hold "/" and ":", never "@"
+
+
+def stream_shards(spec: str, keys: list[str], offline_hint: str) -> tuple[dict, object]:
+    """The splits of a TFDS dataset as shard names for ``corpus.splits`` (read by
+    ``read_split``), so that no split is materialised into a list.
+
+    Args:
+        spec: ``tfds:NAME`` or ``tfds:NAME/CONFIG``.
+        keys: feature keys each example must have.
+        offline_hint: what the user can use instead, shown when the data cannot be had.
+
+    Returns:
+        (dict split name -> [shard name], tfds.core.DatasetInfo)
+    """
+    with contained_tempfiles():
+        name, builder = prepared_builder(spec, offline_hint)
+    check_features(name, builder.info, keys)
+    splits = list(builder.info.splits) or ["train", "test"]
+    return {s: [f"{TFDS_PREFIX}{name}{_SPLIT_MARK}{s}"] for s in splits}, builder.info
+
+
+def read_split(path: str, fields, report) -> Iterator[tuple[list[list[str]], list[int]]]:
+    """One TFDS split's examples in batches of text columns (``shards.read_batches``'s form):
+    strings decoded as UTF-8 (undecodable bytes replaced and counted), class labels as their
+    names, numbers as text.
+
+    Args:
+        path: ``tfds:NAME@SPLIT`` from ``stream_shards``.
+        fields: ``shards.Fields`` naming the features.
+        report: the run's ``reading.Report``.
+    """
+    import tensorflow_datasets as tfds
+
+    from lstm_recipes.data import shards
+
+    name, split = path.removeprefix(TFDS_PREFIX).rsplit(_SPLIT_MARK, 1)
+    with contained_tempfiles():
+        builder = make_builder(name)
+    features = builder.info.features
+    names = {k: list(getattr(features[k], "names", None) or []) for k in fields.names}
+
+    def text(value, labels: list[str]) -> str:
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return report.replace(value, "utf-8", path)
+        value = value.item() if hasattr(value, "item") else value
+        return labels[value] if labels and isinstance(value, int) else str(value)
+
+    ds = builder.as_dataset(split=split, shuffle_files=False).batch(shards.BATCH_ROWS)
+    done = 0
+    for batch in tfds.as_numpy(ds):
+        columns = [[text(v, names[k]) for v in batch[k]] for k in fields.names]
+        size = len(columns[0])
+        yield columns, list(range(done + 1, done + size + 1))
+        done += size
