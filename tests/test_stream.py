@@ -284,3 +284,24 @@ def test_fitting_samples_a_large_training_split_by_hash(tmp_path, capsys):
     assert set(rows) <= set(train_rows(loaded))
     assert "fitting on a sample of" in capsys.readouterr().out
     assert loaded.train.sample(10_000) is loaded.train
+
+
+def test_a_key_field_keeps_every_row_of_a_group_in_one_split(tmp_path):
+    # Labels as the key: 2 groups; each group's rows must all land in one split.
+    rows = [(f"review {i}", f"group{i % 7}") for i in range(700)]
+    spec = write_shards(tmp_path / "s", rows, "tsv")
+    loaded = corpus.load(
+        spec,
+        Fields(("text", "label"), key=(1,)),
+        seed=3,
+        validation_size=0.2,
+        test_size=0.2,
+        separate_test=False,
+    )
+    groups = {
+        "train": {y for _, y in train_rows(loaded)},
+        "validation": {y for _, y in loaded.validation},
+        "test": {y for _, y in loaded.test},
+    }
+    assert sum(len(g) for g in groups.values()) == 7  # no group is in two splits
+    assert len(train_rows(loaded)) % 100 == 0  # whole groups of 100 rows

@@ -174,7 +174,7 @@ def load(
     for number, path in enumerate(paths, 1):
         for columns, _ in source.reader(path, source.fields, report):
             for row in zip(*columns):
-                at = position(list(row), seed)
+                at = position(source.fields.key_of(row), seed)
                 if at >= start:
                     train += 1
                     bins[_bin(at, start)] += 1

@@ -113,11 +113,22 @@ class Fields:
             index of each name; empty when TSV files have a header.
         skip_blank: drop rows with a blank field silently (a sentence pair with one side
             missing teaches nothing), instead of passing them on.
+        key: the fields (by index in ``names``) whose values decide a row's split; empty: all.
+            A group column (a subject, a document) keeps its rows in one split.
     """
 
     names: tuple[str, ...]
     positions: tuple[int, ...] = ()
     skip_blank: bool = False
+    key: tuple[int, ...] = ()
+
+    def key_of(self, row) -> list[str]:
+        """The values of a row that decide its split.
+
+        Args:
+            row: the row's values, in the order of ``names``.
+        """
+        return [row[i] for i in self.key] if self.key else list(row)
 
 
 Batch = tuple[list[list[str]], list[int]]  # one list of values per field, and line numbers

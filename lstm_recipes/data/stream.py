@@ -108,7 +108,7 @@ class Stream:
         Args:
             values: the row's fields.
         """
-        at = position(values, self.seed)
+        at = position(self.fields.key_of(values), self.seed)
         return at >= self.start and _bin(at, self.start) < self.keep
 
     def _rows(self, path: str, report: reading.Report) -> Iterator[list[list[str]]]:
