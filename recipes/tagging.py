@@ -42,7 +42,17 @@ from keras import ops
 
 from lstm_recipes import aligned, blocks, cells, distribute, metrics, training
 from lstm_recipes.crf import CRF, chunk_constraints, follows_constraints, marginals, viterbi
-from lstm_recipes.data import Splits, check_labels_seen, conll, limit, make_splits, reading
+from lstm_recipes.data import (
+    Splits,
+    check_labels_seen,
+    conll,
+    corpus,
+    limit,
+    make_splits,
+    reading,
+    stream,
+    tagged,
+)
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -162,43 +172,58 @@ def _read(config: Config, spec: str) -> tuple[list[conll.Sentence], str]:
     path = Path(spec)
     if not path.exists():
         raise UserError(
-            f"expected builtin, tfds:NAME or a tagged-token file, found nothing at {spec}"
+            f"expected builtin, tfds:NAME, a tagged-token file or a glob or folder of CoNLL "
+            f"files, found nothing at {spec}"
         )
-    if path.is_dir():
-        raise UserError(f"expected a tagged-token file, found a folder at {path}")
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".jsonl", ".json")):
         return conll.drop_empty(conll.read_jsonl(path)), str(path)
-    token_column, tag_column = config.token_column, config.tag_column
-    if name.endswith(".conllu"):
-        # CoNLL-U's first column is an id and its last is MISC: the defaults mean FORM, UPOS.
-        token_column = "form" if token_column == "0" else token_column
-        tag_column = "upos" if tag_column == "-1" else tag_column
-    columns = tuple(c.strip() for c in config.feature_columns.split(",") if c.strip())
+    token_column, tag_column = conll.conllu_columns(path, config.token_column, config.tag_column)
+    columns = _feature_columns(config)
     return conll.drop_empty(conll.read_conll(path, token_column, tag_column, columns)), str(path)
 
 
-def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
+def _feature_columns(config: Config) -> tuple[str, ...]:
+    return tuple(c.strip() for c in config.feature_columns.split(",") if c.strip())
+
+
+def load_data(
+    config: Config,
+    data: str = "builtin",
+    test_data: str | None = None,
+    validation_data: str | None = None,
+) -> Splits:
     """Train/validation/test sentences: (tokens, tags, extra columns) each."""
-    validation = None
-    if is_tfds_spec(data):
-        tag_key = config.tag_column if not config.tag_column.lstrip("-").isdigit() else "ner"
-        parts = conll.tfds_sentences(data, tag_key)
-        items, test, validation = parts["train"], parts.get("test"), parts.get("validation")
-        source = f"{data} (tags: {tag_key})"
+    read_file = lambda spec: _read(config, spec)[0]  # noqa: E731
+    if tagged.is_stream_spec(data):
+        source = tagged.source(config.token_column, config.tag_column, _feature_columns(config))
+        joined = lambda spec: [conll.to_row(s) for s in read_file(spec)]  # noqa: E731
+        result = corpus.splits(
+            data, test_data, source, config, joined, None, validation_data, tagged.is_stream_spec
+        )
+        result.validation = [conll.from_row(row) for row in result.validation]
+        result.test = [conll.from_row(row) for row in result.test]
     else:
-        items, source = _read(config, data)
-        test = _read(config, test_data)[0] if test_data else None
-    result = make_splits(
-        items,
-        test,
-        validation=validation,
-        seed=config.seed,
-        validation_size=config.validation_size,
-        test_size=config.test_size,
-        source=source,
-    )
-    result.train = limit(result.train, config.max_examples, config.seed)
+        validation = read_file(validation_data) if validation_data else None
+        if is_tfds_spec(data):
+            tag_key = config.tag_column if not config.tag_column.lstrip("-").isdigit() else "ner"
+            parts = conll.tfds_sentences(data, tag_key)
+            items, test = parts["train"], parts.get("test")
+            validation = validation or parts.get("validation")
+            source = f"{data} (tags: {tag_key})"
+        else:
+            items, source = _read(config, data)
+            test = None
+        result = make_splits(
+            items,
+            read_file(test_data) if test_data else test,
+            validation=validation,
+            seed=config.seed,
+            validation_size=config.validation_size,
+            test_size=config.test_size,
+            source=source,
+        )
+        result.train = limit(result.train, config.max_examples, config.seed)
     if not result.train or not result.validation or not result.test:
         raise UserError(
             f"expected sentences in train, validation and test, found {result.sizes()} in {data}"
@@ -206,15 +231,18 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
     # Test tags unseen in training (CoNLL-2000's test set has I-LST, its training set not) are
     # scored as errors by evaluate; validation tags are trained against, so they must be known.
     specs = f"{data} and {test_data}" if test_data else data
-    check_labels_seen(result, lambda sentence: sentence[1], specs, names=("validation",))
+    if not isinstance(result.train, stream.Stream):
+        check_labels_seen(result, lambda sentence: sentence[1], specs, names=("validation",))
     return result
 
 
 # ----------------------------------------------------------------------------- preprocessing
 
 
-def fit_preprocessing(config: Config, train: list) -> dict:
+def fit_preprocessing(config: Config, train: list | stream.Stream) -> dict:
     """Word, character and extra-column vocabularies and the tag set, from train only."""
+    if isinstance(train, stream.Stream):
+        return tagged.fit(train, config.vocab_size, config.min_count, config.lowercase)
     words = collections.Counter(
         (t.lower() if config.lowercase else t) for tokens, _, _ in train for t in tokens
     )
@@ -234,51 +262,21 @@ def fit_preprocessing(config: Config, train: list) -> dict:
     }
 
 
-def _index(values: list[str]) -> dict[str, int]:
-    # 0 pads, 1 is unknown: the same ids as keras.layers.StringLookup(mask_token="").
-    return {v: i for i, v in enumerate(values, 2)}
-
-
 def batches(config: Config, prep: dict, sentences: list, training: bool) -> tf.data.Dataset:
     """Sentences bucketed by length: word, character and column ids; tag ids (0 pads)."""
-    word_ix, char_ix = _index(prep["words"]), _index(prep["chars"])
-    feat_ix = [_index(values) for values in prep["features"]]
-    k, width, encoded = len(feat_ix), config.max_word_chars, []
-    for n, (tokens, tags, feats) in enumerate(sentences):
-        if len(feats) != k:
-            raise UserError(f"expected {k} extra input columns, found {len(feats)}")
-        tokens, tags = tokens[: config.max_length], tags[: config.max_length]
-        words = np.array(
-            [word_ix.get((t.lower() if config.lowercase else t), 1) for t in tokens], np.int32
-        )
-        chars = np.zeros((len(tokens), width), np.int32)
-        for i, token in enumerate(tokens):
-            ids = [char_ix.get(c, 1) for c in token[:width]]
-            chars[i, : len(ids)] = ids
-        columns = [
-            [ix.get(v, 1) for v in col[: config.max_length]] for ix, col in zip(feat_ix, feats)
-        ]
-        features = np.array(columns, np.int32).T.reshape(len(tokens), k)
-        tag_ids = aligned.label_ids(prep["labels"], tags, f"sentence {n + 1}")
-        encoded.append((words, chars, features, tag_ids))
-    ds = tf.data.Dataset.from_generator(
-        lambda: iter(encoded),
-        output_signature=(
-            tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None, width], tf.int32),
-            tf.TensorSpec([None, k], tf.int32),
-            tf.TensorSpec([None], tf.int32),
-        ),
-    ).cache()
-    if training:
-        ds = ds.shuffle(len(encoded), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda w, c, f, y: ({"words": w, "chars": c, "features": f}, y))
-    edges = [8, 12, 16, 20, 25, 30, 40, 50, 70, 100]
-    return ds.bucket_by_sequence_length(
-        element_length_func=lambda x, y: tf.shape(y)[0],
-        bucket_boundaries=edges,
-        bucket_batch_sizes=[config.batch_size] * (len(edges) + 1),
-    ).prefetch(tf.data.AUTOTUNE)
+    settings = dict(
+        max_length=config.max_length,
+        max_word_chars=config.max_word_chars,
+        lowercase=config.lowercase,
+        batch_size=config.batch_size,
+        edges=[8, 12, 16, 20, 25, 30, 40, 50, 70, 100],
+        training=training,
+        seed=config.seed,
+    )
+    if isinstance(sentences, stream.Stream):
+        worker, workers = distribute.worker_of(config.strategy)
+        return tagged.streamed_batches(sentences, prep, worker=worker, workers=workers, **settings)
+    return tagged.sentence_batches(sentences, prep, **settings)
 
 
 # ----------------------------------------------------------------------------- model
@@ -330,28 +328,9 @@ class Tagger(tf.Module):
         self.labels = tf.constant(["", *prep["labels"]])
         self.crf = model.get_layer("crf") if config.crf else None
         self.constraints = chunk_constraints(prep["labels"]) if prep["constrained"] else None
-        self.words = keras.layers.StringLookup(vocabulary=prep["words"], mask_token="")
-        self.chars = keras.layers.StringLookup(vocabulary=prep["chars"], mask_token="")
-        self.features = [
-            keras.layers.StringLookup(vocabulary=v, mask_token="") for v in prep["features"]
-        ]
-
-    def inputs(self, tokens, features=None):
-        tokens = tokens[:, : self.config.max_length]
-        real = tf.not_equal(tokens, "")
-        words = tf.strings.lower(tokens, "utf-8") if self.config.lowercase else tokens
-        word_ids = tf.where(real, tf.cast(self.words(words), tf.int32), 0)
-        pieces = tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
-        pieces = pieces[:, :, : self.config.max_word_chars]
-        shape = [tf.shape(tokens)[0], tf.shape(tokens)[1], self.config.max_word_chars]
-        char_ids = tf.cast(self.chars(pieces).to_tensor(0, shape=shape), tf.int32)
-        columns = [
-            tf.where(real, tf.cast(lookup(features[:, : tf.shape(tokens)[1], i]), tf.int32), 0)
-            for i, lookup in enumerate(self.features)
-        ]
-        empty = tf.zeros([tf.shape(tokens)[0], tf.shape(tokens)[1], 0], tf.int32)
-        feats = tf.stack(columns, -1) if columns else empty
-        return {"words": word_ids, "chars": char_ids, "features": feats}, real
+        self.inputs = tagged.TokenInputs(
+            prep, config.max_length, config.max_word_chars, config.lowercase
+        )
 
     def __call__(self, tokens, features=None):
         """(tags string[B, T], probabilities [B, T', C]) for ("" padded) tokens."""
@@ -427,7 +406,7 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
 
     words = prep["words"][:5] or ["word"]
     tokens = [words + [""], ["ÜNÏCÖDÉ", "🎉", "", "", "", ""]]
-    track = [model, tagger.words, tagger.chars, *tagger.features]
+    track = [model, tagger.inputs.words, tagger.inputs.chars, *tagger.inputs.features]
     if k:
         first = [v[0] for v in prep["features"]]
         sample = {"tokens": tokens, "features": [[first] * len(row) for row in tokens]}

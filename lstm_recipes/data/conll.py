@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from lstm_recipes.data import files, reading
@@ -64,31 +65,59 @@ def read_conll(
         tag_column: column of the tags.
         feature_columns: extra input columns (e.g. POS), numbers or CoNLL-U names.
     """
-    text = files.read_text(path)
+    lines = enumerate(files.read_text(path).split("\n"), 1)
+    columns = (token_column, tag_column, *feature_columns)
+    sentences = [s for s, _ in sentence_blocks(lines, path, columns, reading.current())]
+    if not sentences:
+        raise UserError(f"{path} has no tagged sentences; expected one token per line")
+    return sentences
+
+
+def conllu_columns(path: Path, token_column: str, tag_column: str) -> tuple[str, str]:
+    """The token and tag columns for ``path``: in a CoNLL-U file the defaults (first and last
+    column) mean FORM and UPOS, since its first column is an id and its last is MISC.
+
+    Args:
+        path: the file.
+        token_column: the configured token column.
+        tag_column: the configured tag column.
+    """
+    if path.name.lower().removesuffix(".gz").endswith(".conllu"):
+        token_column = "form" if token_column == "0" else token_column
+        tag_column = "upos" if tag_column == "-1" else tag_column
+    return token_column, tag_column
+
+
+def sentence_blocks(
+    lines: Iterable[tuple[int, str | None]],
+    path: Path,
+    columns: tuple,
+    report: reading.Report,
+) -> Iterator[tuple[Sentence, int]]:
+    """Sentences of CoNLL lines, with each one's first line number.
+
+    Args:
+        lines: (line number, text) pairs; text None for a line already reported as
+            undecodable (its sentence is dropped).
+        path: the file, for messages; ``.conllu`` selects CoNLL-U parsing.
+        columns: the token column, the tag column, then extra columns.
+        report: where malformed lines go (skipped within its bound, else refused).
+    """
     conllu = path.name.lower().removesuffix(".gz").endswith(".conllu")
     names = CONLLU_COLUMNS if conllu else None
-    sentences: list[Sentence] = []
     rows: list[list[str]] = []
-    width = None
-    indices = None
+    width = indices = None
+    first = 0
     broken = False  # a malformed line drops its whole sentence: a partial one would mislead
-
-    def flush():
-        nonlocal broken
-        if broken:
-            rows.clear()
-            broken = False
-        if rows:
-            tokens = [r[indices[0]] for r in rows]
-            tags = [r[indices[1]] for r in rows]
-            feats = [[r[i] for r in rows] for i in indices[2:]]
-            sentences.append((tokens, tags, feats))
-            rows.clear()
-
-    for number, line in enumerate(text.split("\n"), 1):
+    for number, line in lines:
+        if line is None:
+            broken = True
+            continue
         line = line.rstrip("\r")
         if not line.strip():
-            flush()
+            if rows and not broken:
+                yield _sentence(rows, indices), first
+            rows, broken = [], False
             continue
         if conllu:
             if line.startswith("#"):
@@ -103,24 +132,77 @@ def read_conll(
         if width is None:
             width = len(fields)
             where = f"{path}:{number}"
-            indices = [
-                _column_index(c, width, names, where)
-                for c in (token_column, tag_column, *feature_columns)
-            ]
+            indices = [_column_index(c, width, names, where) for c in columns]
         elif len(fields) != width:
             if not broken:
-                reading.bad_row(
+                report.bad_row(
                     f"{path}:{number}",
                     f"expected {width} columns like the first line, found {len(fields)} in "
                     f"{line[:60]!r}",
                 )
             broken = True
             continue
+        if not rows:
+            first = number
         rows.append(fields)
-    flush()
-    if not sentences:
-        raise UserError(f"{path} has no tagged sentences; expected one token per line")
-    return sentences
+    if rows and not broken:
+        yield _sentence(rows, indices), first
+
+
+def _sentence(rows: list[list[str]], indices: list[int]) -> Sentence:
+    tokens = [r[indices[0]] for r in rows]
+    tags = [r[indices[1]] for r in rows]
+    return tokens, tags, [[r[i] for r in rows] for i in indices[2:]]
+
+
+def read_blocks(path: str, fields, report: reading.Report) -> Iterator[tuple[list, list]]:
+    """A CoNLL shard's sentences as rows for ``corpus.Source``: one field per column (token,
+    tag, extra columns; named by ``fields.names``), each the sentence's values joined by
+    newlines (a CoNLL value never holds one), in batches with each sentence's first line.
+
+    Args:
+        path: the shard (``.conll``, ``.conllu``, ``.txt``, ``.gz`` too).
+        fields: ``shards.Fields`` whose names are the configured columns.
+        report: where malformed lines go.
+    """
+    from lstm_recipes.data import shards
+
+    path = Path(path)
+    token, tag = conllu_columns(path, *fields.names[:2])
+    columns = (token, tag, *fields.names[2:])
+    batch: list[list[str]] = [[] for _ in columns]
+    numbers: list[int] = []
+    for (tokens, tags, feats), first in sentence_blocks(
+        shards.decoded_lines(path, report), path, columns, report
+    ):
+        for column, values in zip(batch, (tokens, tags, *feats)):
+            column.append("\n".join(values))
+        numbers.append(first)
+        if len(numbers) == shards.BATCH_ROWS:
+            yield batch, numbers
+            batch, numbers = [[] for _ in columns], []
+    if numbers:
+        yield batch, numbers
+
+
+def to_row(sentence: Sentence) -> tuple[str, ...]:
+    """A sentence as a ``read_blocks`` row (its columns' values joined by newlines).
+
+    Args:
+        sentence: (tokens, tags, extra columns).
+    """
+    tokens, tags, feats = sentence
+    return tuple("\n".join(values) for values in (tokens, tags, *feats))
+
+
+def from_row(row: tuple[str, ...]) -> Sentence:
+    """The sentence of a ``read_blocks`` row.
+
+    Args:
+        row: the joined token, tag and extra-column values.
+    """
+    tokens, tags, *feats = (value.split("\n") for value in row)
+    return tokens, tags, feats
 
 
 def read_jsonl(path: Path, tokens_key: str = "tokens", tags_key: str = "tags") -> list[Sentence]:

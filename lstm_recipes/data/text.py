@@ -224,7 +224,7 @@ def count_vocabularies(
             if k == 0 and lengths is not None:
                 _reservoir(lengths, tokens.row_lengths().numpy().tolist(), stats["rows"], rng)
             if len(counter) > caps[k]:
-                counts[k] = _prune(counter, caps[k] // 2)
+                counts[k] = prune(counter, caps[k] // 2)
                 stats["prunings"] += 1
         stats["rows"] += len(batch[0])
     vocabularies = []
@@ -234,9 +234,14 @@ def count_vocabularies(
     return vocabularies, stats
 
 
-def _prune(counts: collections.Counter, keep: int) -> collections.Counter:
-    # At most about `keep` of the most frequent entries: those above the median count that
-    # makes the cut (one pass, no sort); ties at the cut go, so fewer may remain.
+def prune(counts: collections.Counter, keep: int) -> collections.Counter:
+    """At most about ``keep`` of the most frequent entries: those above the count that makes
+    the cut (one pass, no sort); ties at the cut go, so fewer may remain.
+
+    Args:
+        counts: the counter to shrink.
+        keep: how many entries to keep at most.
+    """
     values = np.fromiter(counts.values(), np.int64, len(counts))
     cut = np.partition(values, len(values) - keep)[len(values) - keep]
     kept = collections.Counter({t: n for t, n in counts.items() if n > cut})

@@ -1,0 +1,291 @@
+"""Tagged-token corpora streamed from CoNLL shards, and the graph encoder of tokens.
+
+A glob or a folder of CoNLL / CoNLL-U files is a corpus of sentences read by
+``conll.read_blocks``: each sentence is a row whose fields are its token, tag and extra columns
+(values joined by newlines), split by a hash of its tokens (the same sentence is in one split
+only). Vocabularies are fitted in one bounded pass over a hash sample; ``TokenInputs`` turns
+raw tokens into the model's ids in the graph, for streamed training batches and for serving
+alike.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lstm_recipes import aligned
+from lstm_recipes.crf import chunk_constraints
+from lstm_recipes.data import conll, corpus, shards, stream
+from lstm_recipes.data.text import prune
+from lstm_recipes.errors import UserError
+
+SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio")  # files a folder of shards holds
+WORD_CAP = 2_000_000  # distinct words counted at most (the rarer half is dropped past it)
+
+
+def is_stream_spec(spec: str) -> bool:
+    """True for a glob or a folder of CoNLL files: a corpus streamed from shards.
+
+    Args:
+        spec: the ``--data`` value.
+    """
+    return glob.has_magic(spec) or Path(spec).is_dir()
+
+
+def find(spec: str) -> list[Path]:
+    """The CoNLL shards of a glob (every file it matches) or a folder (its files ending in
+    ``.conll``, ``.conllu``, ``.txt``, ``.iob`` or ``.bio``, gzip too), sorted.
+
+    Args:
+        spec: a glob or a folder.
+    """
+    if glob.has_magic(spec):
+        paths = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        what = f"files matching {spec!r}"
+    else:
+        paths = sorted(
+            p
+            for p in Path(spec).iterdir()
+            if p.is_file() and p.name.lower().removesuffix(".gz").endswith(SUFFIXES)
+        )
+        what = f"CoNLL files ({', '.join(SUFFIXES)}, .gz too) in {spec}"
+    if not paths:
+        raise UserError(f"expected {what}, found none")
+    return paths
+
+
+def source(token_column: str, tag_column: str, feature_columns: tuple[str, ...]) -> corpus.Source:
+    """How ``corpus`` reads CoNLL shards with the configured columns.
+
+    Args:
+        token_column: the token column (number or CoNLL-U name).
+        tag_column: the tag column.
+        feature_columns: extra input columns.
+    """
+    fields = shards.Fields((token_column, tag_column, *feature_columns), key=(0,))
+    return corpus.Source(fields, conll.read_blocks, find)
+
+
+def fit(train: stream.Stream, vocab_size: int, min_count: int, lowercase: bool) -> dict:
+    """Word, character and extra-column vocabularies, the tag set and whether the tags obey
+    chunk constraints, in one pass over a hash sample of at most ``stream.FIT_ROWS`` sentences.
+
+    Args:
+        train: the training split.
+        vocab_size: words kept, padding and unknown included.
+        min_count: words seen fewer times are unknown.
+        lowercase: count lowercased words.
+    """
+    sample = train.sample(stream.FIT_ROWS)
+    words: collections.Counter = collections.Counter()
+    chars: collections.Counter = collections.Counter()
+    features: list[set] = [set() for _ in sample.fields.names[2:]]
+    tags: set = set()
+    starts, pairs = set(), set()
+    rows = prunings = 0
+    for batch in sample.batches():
+        for row in zip(*batch):
+            tokens, sentence_tags, feats = conll.from_row(row)
+            words.update(t.lower() if lowercase else t for t in tokens)
+            chars.update(c for t in tokens for c in t)
+            for seen, column in zip(features, feats):
+                seen.update(column)
+            tags.update(sentence_tags)
+            starts.add(sentence_tags[0])
+            pairs.update(zip(sentence_tags, sentence_tags[1:]))
+        rows += len(batch[0])
+        if len(words) > WORD_CAP:
+            words, prunings = prune(words, WORD_CAP // 2), prunings + 1
+    labels = sorted(tags)
+    # most_common, as the in-memory fit: ties in first-seen order.
+    kept = words.most_common(vocab_size - 2)
+    return {
+        "constrained": _obeys(labels, starts, pairs),
+        "words": [w for w, n in kept if n >= min_count],
+        "chars": [c for c, _ in chars.most_common(500)],
+        "features": [sorted(values) for values in features],
+        "labels": labels,
+        "fitting": {"rows": rows, "prunings": prunings, "cap": WORD_CAP},
+    }
+
+
+def _obeys(labels: list[str], starts: set, pairs: set) -> bool:
+    # crf.follows_constraints over every sentence, from the first tags and tag pairs seen.
+    constraints = chunk_constraints(labels)
+    if constraints is None:
+        return False
+    allowed, start = constraints
+    index = {name: i for i, name in enumerate(labels)}
+    return all(start[index[t]] for t in starts) and all(
+        allowed[index[a]][index[b]] for a, b in pairs
+    )
+
+
+class TokenInputs(tf.Module):
+    """Raw tokens ("" pads) and extra columns -> the tagging model's inputs, in the graph.
+
+    Args:
+        prep: the fitted vocabularies (``words``, ``chars``, ``features``).
+        max_length: tokens kept per sentence.
+        max_word_chars: characters kept per token.
+        lowercase: look words up lowercased.
+    """
+
+    def __init__(self, prep: dict, max_length: int, max_word_chars: int, lowercase: bool):
+        super().__init__()
+        self.max_length, self.width, self.lowercase = max_length, max_word_chars, lowercase
+        self.words = keras.layers.StringLookup(vocabulary=prep["words"], mask_token="")
+        self.chars = keras.layers.StringLookup(vocabulary=prep["chars"], mask_token="")
+        self.features = [
+            keras.layers.StringLookup(vocabulary=v, mask_token="") for v in prep["features"]
+        ]
+
+    def __call__(self, tokens, features=None):
+        """({"words", "chars", "features"} ids, real-token mask) for tokens [B, T] (and
+        features [B, T, K])."""
+        tokens = tokens[:, : self.max_length]
+        real = tf.not_equal(tokens, "")
+        words = tf.strings.lower(tokens, "utf-8") if self.lowercase else tokens
+        word_ids = tf.where(real, tf.cast(self.words(words), tf.int32), 0)
+        pieces = tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
+        pieces = pieces[:, :, : self.width]
+        shape = [tf.shape(tokens)[0], tf.shape(tokens)[1], self.width]
+        char_ids = tf.cast(self.chars(pieces).to_tensor(0, shape=shape), tf.int32)
+        columns = [
+            tf.where(real, tf.cast(lookup(features[:, : tf.shape(tokens)[1], i]), tf.int32), 0)
+            for i, lookup in enumerate(self.features)
+        ]
+        empty = tf.zeros([tf.shape(tokens)[0], tf.shape(tokens)[1], 0], tf.int32)
+        feats = tf.stack(columns, -1) if columns else empty
+        return {"words": word_ids, "chars": char_ids, "features": feats}, real
+
+
+def _bucketed(ds: tf.data.Dataset, batch_size: int, edges: list[int]) -> tf.data.Dataset:
+    return ds.bucket_by_sequence_length(
+        element_length_func=lambda x, y: tf.shape(y)[0],
+        bucket_boundaries=edges,
+        bucket_batch_sizes=[batch_size] * (len(edges) + 1),
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def _index(values: list[str]) -> dict[str, int]:
+    # 0 pads, 1 is unknown: the same ids as keras.layers.StringLookup(mask_token="").
+    return {v: i for i, v in enumerate(values, 2)}
+
+
+def sentence_batches(
+    sentences: list[conll.Sentence],
+    prep: dict,
+    *,
+    max_length: int,
+    max_word_chars: int,
+    lowercase: bool,
+    batch_size: int,
+    edges: list[int],
+    training: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """Length-bucketed batches of sentences held in memory: (inputs, tag ids; 0 pads).
+
+    Args:
+        sentences: (tokens, tags, extra columns) each.
+        prep: the fitted vocabularies and ``labels``.
+        max_length: tokens kept per sentence.
+        max_word_chars: characters kept per token.
+        lowercase: look words up lowercased.
+        batch_size: sentences per batch.
+        edges: bucket boundaries (sentence lengths).
+        training: shuffle every epoch when True.
+        seed: shuffle seed.
+    """
+    word_ix, char_ix = _index(prep["words"]), _index(prep["chars"])
+    feat_ix = [_index(values) for values in prep["features"]]
+    k, width, encoded = len(feat_ix), max_word_chars, []
+    for n, (tokens, tags, feats) in enumerate(sentences):
+        if len(feats) != k:
+            raise UserError(f"expected {k} extra input columns, found {len(feats)}")
+        tokens, tags = tokens[:max_length], tags[:max_length]
+        words = np.array(
+            [word_ix.get((t.lower() if lowercase else t), 1) for t in tokens], np.int32
+        )
+        chars = np.zeros((len(tokens), width), np.int32)
+        for i, token in enumerate(tokens):
+            ids = [char_ix.get(c, 1) for c in token[:width]]
+            chars[i, : len(ids)] = ids
+        columns = [[ix.get(v, 1) for v in col[:max_length]] for ix, col in zip(feat_ix, feats)]
+        features = np.array(columns, np.int32).T.reshape(len(tokens), k)
+        tag_ids = aligned.label_ids(prep["labels"], tags, f"sentence {n + 1}")
+        encoded.append((words, chars, features, tag_ids))
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter(encoded),
+        output_signature=(
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None, width], tf.int32),
+            tf.TensorSpec([None, k], tf.int32),
+            tf.TensorSpec([None], tf.int32),
+        ),
+    ).cache()
+    if training:
+        ds = ds.shuffle(len(encoded), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda w, c, f, y: ({"words": w, "chars": c, "features": f}, y))
+    return _bucketed(ds, batch_size, edges)
+
+
+def streamed_batches(
+    train: stream.Stream,
+    prep: dict,
+    *,
+    max_length: int,
+    max_word_chars: int,
+    lowercase: bool,
+    batch_size: int,
+    edges: list[int],
+    training: bool,
+    seed: int,
+    worker: int = 0,
+    workers: int = 1,
+) -> tf.data.Dataset:
+    """Length-bucketed training batches read from the shards: (inputs, tag ids; 0 pads).
+
+    Encoded in the graph by ``TokenInputs`` (as served). Tags the fitting sample never saw get
+    id 0: those tokens are not trained on.
+
+    Args:
+        train: the training split.
+        prep: the fitted vocabularies and ``labels``.
+        max_length: tokens kept per sentence.
+        max_word_chars: characters kept per token.
+        lowercase: look words up lowercased.
+        batch_size: sentences per batch.
+        edges: bucket boundaries (sentence lengths).
+        training: shuffle (within 20,000 sentences) when True.
+        seed: shuffle seed.
+        worker: this worker's index.
+        workers: how many workers read the corpus.
+    """
+    encoder = TokenInputs(prep, max_length, max_word_chars, lowercase)
+    labels = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            prep["labels"], tf.range(1, len(prep["labels"]) + 1, dtype=tf.int32)
+        ),
+        0,
+    )
+    k = len(prep["features"])
+
+    def encode(tokens, tags, *feats):
+        tokens = tf.strings.split(tokens, "\n")[None, :max_length]
+        columns = [tf.strings.split(f, "\n")[:max_length] for f in feats]
+        features = tf.stack(columns, -1)[None] if k else None
+        inputs, _ = encoder(tokens, features)
+        ids = labels.lookup(tf.strings.split(tags, "\n")[:max_length])
+        return {name: value[0] for name, value in inputs.items()}, ids
+
+    ds = train.dataset(worker, workers)
+    if training:
+        ds = ds.shuffle(20_000, seed=seed, reshuffle_each_iteration=True)
+    return _bucketed(ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE), batch_size, edges)
