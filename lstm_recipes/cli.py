@@ -172,6 +172,24 @@ def _strategy_options(fn):
     return fn
 
 
+def _train(*, recipe, data, test_data, validation_data, preset, overrides, run_dir, **strategy):
+    """``Run.train`` with the options of ``run`` and ``train``."""
+    quiet_tensorflow()
+    from lstm_recipes.run import Run
+
+    return Run.train(
+        recipe,
+        data,
+        test_data,
+        preset,
+        overrides,
+        run_dir,
+        strategy["strategy"],
+        strategy["cpu_devices"],
+        validation_data=validation_data,
+    )
+
+
 @main.command()
 @_run_options
 @_strategy_options
@@ -180,20 +198,7 @@ def run(
     recipe, data, test_data, validation_data, preset, overrides, run_dir, strategy, cpu_devices
 ):
     """Train RECIPE, evaluate it on the test split and export a SavedModel."""
-    quiet_tensorflow()
-    from lstm_recipes.run import Run
-
-    trained = Run.train(
-        recipe,
-        data,
-        test_data,
-        preset,
-        overrides,
-        run_dir,
-        strategy,
-        cpu_devices,
-        validation_data=validation_data,
-    )
+    trained = _train(**locals())
     if trained is None:  # a worker that is not the chief: the chief evaluates and exports
         return
     trained.evaluate()
@@ -224,20 +229,7 @@ def train(
     recipe, data, test_data, validation_data, preset, overrides, run_dir, strategy, cpu_devices
 ):
     """Train RECIPE only (then `evaluate RUN_DIR` and `export RUN_DIR`)."""
-    quiet_tensorflow()
-    from lstm_recipes.run import Run
-
-    trained = Run.train(
-        recipe,
-        data,
-        test_data,
-        preset,
-        overrides,
-        run_dir,
-        strategy,
-        cpu_devices,
-        validation_data=validation_data,
-    )
+    trained = _train(**locals())
     if trained is not None:
         click.echo(f"trained; next: lstm-recipes evaluate {trained.run_dir}")
 

@@ -181,9 +181,15 @@ def _plain(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
+def load_data(
+    config: Config,
+    data: str = "builtin",
+    test_data: str | None = None,
+    validation_data: str | None = None,
+) -> Splits:
     """Train/validation/test (image reference, [captions]) examples, split by image."""
     test = None
+    validation = _folder_examples(config, validation_data)[0] if validation_data else None
     if data == "builtin":
         examples, source = builtin_examples(), "builtin scenes (synthetic, 3,000 images)"
     elif is_tfds_spec(data):
@@ -198,7 +204,7 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
         if lists:
             name = {str(folder / k): k for k in by_image}
             parts = [[e for e in examples if name[e[0]] in part] for part in lists]
-            result = Splits(train=parts[0], validation=parts[1], test=parts[2], source=source)
+            result = Splits(parts[0], validation or parts[1], parts[2], source=source)
             result.train = limit(result.train, config.max_examples, config.seed)
             return result
     if test_data:
@@ -206,6 +212,7 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
     result = make_splits(
         examples,
         test,
+        validation=validation,
         seed=config.seed,
         validation_size=config.validation_size,
         test_size=config.test_size,

@@ -53,6 +53,7 @@ from lstm_recipes.data import (
     stream,
     tagged,
 )
+from lstm_recipes.data import tfds as tfds_lib
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -66,6 +67,8 @@ DATA_FORMS = {
     "FILE.conllu[.gz]": "CoNLL-U; columns by name, e.g. tag_column=upos or xpos",
     "FILE.jsonl[.gz]": '{"tokens": [...], "tags": [...]} per line',
     "tfds:NAME": "a TFDS tagging dataset, e.g. tfds:conll2003 (tag_column=ner, pos or chunks)",
+    "'SHARDS-*.conll.gz'|FOLDER/": "CoNLL / CoNLL-U shards streamed sentence by sentence, "
+    "split by a hash of each sentence's tokens",
 }
 SIGNATURES = {
     "serving_default": "tokens: string[None, None] (+ features: string[None, None, K]) -> "
@@ -195,29 +198,41 @@ def load_data(
 ) -> Splits:
     """Train/validation/test sentences: (tokens, tags, extra columns) each."""
     read_file = lambda spec: _read(config, spec)[0]  # noqa: E731
-    if tagged.is_stream_spec(data):
-        source = tagged.source(config.token_column, config.tag_column, _feature_columns(config))
+    if tagged.is_stream_spec(data) or is_tfds_spec(data):
+        source = held = tagged.source(
+            config.token_column, config.tag_column, _feature_columns(config)
+        )
+        specs = data, test_data, validation_data
+        if is_tfds_spec(data):
+            tag_key = config.tag_column if not config.tag_column.lstrip("-").isdigit() else "ner"
+            hint = "--data train.txt --test-data test.txt (CoNLL columns) or a .conllu file"
+            parts, _ = tfds_lib.stream_shards(data, ["tokens", tag_key], hint)
+            source = tagged.tfds_source(tag_key)
+            specs = (
+                parts["train"],
+                test_data or parts.get("test"),
+                validation_data or parts.get("validation"),
+            )
         joined = lambda spec: [conll.to_row(s) for s in read_file(spec)]  # noqa: E731
         result = corpus.splits(
-            data, test_data, source, config, joined, None, validation_data, tagged.is_stream_spec
+            specs[0],
+            specs[1],
+            source,
+            config,
+            joined,
+            None,
+            specs[2],
+            tagged.is_stream_spec,
+            held_source=held,
         )
         result.validation = [conll.from_row(row) for row in result.validation]
         result.test = [conll.from_row(row) for row in result.test]
     else:
-        validation = read_file(validation_data) if validation_data else None
-        if is_tfds_spec(data):
-            tag_key = config.tag_column if not config.tag_column.lstrip("-").isdigit() else "ner"
-            parts = conll.tfds_sentences(data, tag_key)
-            items, test = parts["train"], parts.get("test")
-            validation = validation or parts.get("validation")
-            source = f"{data} (tags: {tag_key})"
-        else:
-            items, source = _read(config, data)
-            test = None
+        items, source = _read(config, data)
         result = make_splits(
             items,
-            read_file(test_data) if test_data else test,
-            validation=validation,
+            read_file(test_data) if test_data else None,
+            validation=read_file(validation_data) if validation_data else None,
             seed=config.seed,
             validation_size=config.validation_size,
             test_size=config.test_size,

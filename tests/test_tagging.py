@@ -133,7 +133,8 @@ def test_tfds_conll2003_with_mock_data():
     with (
         tfds.testing.mock_data(num_examples=12),
         pytest.raises(
-            UserError, match="tfds:conll2003: example 1: expected as many 'ner' tags as tokens"
+            UserError,
+            match=r"tfds:conll2003@train: example \d+: expected as many .ner. tags as tokens",
         ),
     ):
         tagging.load_data(TINY, "tfds:conll2003")

@@ -136,3 +136,28 @@ def test_tagging_trains_on_conll_shards_with_a_validation_file(tmp_path):
     assert info["sizes"]["train"] + info["sizes"]["test"] == 240
     assert json.loads((run / "metrics.json").read_text())["accuracy"] > 0.0
     assert list((run / "export").glob("*/saved_model.pb"))
+
+
+def test_a_tfds_tagging_dataset_streams_with_tag_names(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow as tf
+
+    def as_dataset(self, split, **kwargs):
+        # Aligned tokens and tags (the default mock draws lengths independently).
+        n = {"train": 40, "validation": 6, "test": 8}[str(split)]
+        tokens = [[f"w{i}", "the", "cat"] for i in range(n)]
+        ner = [[1, 0, 2]] * n
+        return tf.data.Dataset.from_tensor_slices(
+            {"tokens": tf.ragged.constant(tokens), "ner": tf.ragged.constant(ner, tf.int64)}
+        ).map(lambda e: {"tokens": e["tokens"], "ner": e["ner"]})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        splits = tagging.load_data(TINY, "tfds:conll2003")
+        train = train_sentences(splits.train)
+    names = tfds.builder("conll2003").info.features["ner"].feature.names
+    assert isinstance(splits.train, stream.Stream)
+    # The mock's metadata lists no splits: train and test are read, validation carved by hash.
+    assert len(train) + len(splits.validation) == 40 and len(splits.test) == 8
+    assert len(splits.validation) > 0
+    assert train[0][1] == [names[1], names[0], names[2]]  # tag ids as their names
+    assert train[0][0][1:] == ["the", "cat"]

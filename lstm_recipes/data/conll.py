@@ -267,37 +267,6 @@ def builtin_punctuation() -> list[Sentence]:
     return punctuation_sentences(texts)
 
 
-def tfds_sentences(spec: str, tag_key: str) -> dict[str, list[Sentence]]:
-    """Sentences of every split of a TFDS tagging dataset (e.g. ``tfds:conll2003``).
-
-    Args:
-        spec: ``tfds:NAME``.
-        tag_key: the feature holding the tags (``ner``, ``pos``, ``chunks``, ``upos``).
-    """
-    from lstm_recipes.data.tfds import load_tfds
-
-    hint = "--data train.txt --test-data test.txt (CoNLL columns) or a .conllu file"
-    splits, info = load_tfds(spec, ["tokens", tag_key], hint)
-    names = list(getattr(info.features[tag_key].feature, "names", []) or [])
-
-    def text(value) -> str:
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-    def sentences(rows):
-        out = []
-        for n, (tokens, tags) in enumerate(rows, 1):
-            if len(tokens) != len(tags):
-                raise UserError(
-                    f"{spec}: example {n}: expected as many {tag_key!r} tags as tokens, found "
-                    f"{len(tags)} tags for {len(tokens)} tokens"
-                )
-            tags = [names[int(t)] if names else text(t) for t in tags]
-            out.append(([text(t) for t in tokens], tags, []))
-        return drop_empty(out)
-
-    return {name: sentences(rows) for name, rows in splits.items()}
-
-
 def write_predictions(path: Path, tokens: list, gold: list, predicted: list) -> None:
     """``token gold predicted`` per line, a blank line after each sentence (conlleval's input).
 

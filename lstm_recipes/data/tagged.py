@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import glob
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -20,7 +21,7 @@ import tensorflow as tf
 
 from lstm_recipes import aligned
 from lstm_recipes.crf import chunk_constraints
-from lstm_recipes.data import conll, corpus, shards, stream
+from lstm_recipes.data import conll, corpus, shards, stream, tfds
 from lstm_recipes.data.text import prune
 from lstm_recipes.errors import UserError
 
@@ -69,6 +70,44 @@ def source(token_column: str, tag_column: str, feature_columns: tuple[str, ...])
     """
     fields = shards.Fields((token_column, tag_column, *feature_columns), key=(0,))
     return corpus.Source(fields, conll.read_blocks, find)
+
+
+def tfds_source(tag_key: str) -> corpus.Source:
+    """How ``corpus`` reads a TFDS tagging dataset's splits (``tokens`` and ``tag_key``).
+
+    Args:
+        tag_key: the feature holding the tags (``ner``, ``pos``, ``chunks``, ``upos``).
+    """
+    return corpus.Source(shards.Fields(("tokens", tag_key), key=(0,)), read_tfds)
+
+
+def read_tfds(path: str, fields, report) -> Iterator[shards.Batch]:
+    """``tfds.read_split`` with each example checked: as many tags as tokens, at least one
+    token (else a bad row).
+
+    Args:
+        path: ``tfds:NAME@SPLIT``.
+        fields: the token and tag features.
+        report: where bad examples go.
+    """
+    for (tokens, tags), numbers in tfds.read_split(path, fields, report):
+        kept: list[list[str]] = [[], []]
+        kept_numbers = []
+        for t, g, n in zip(tokens, tags, numbers):
+            if not t:
+                continue
+            if t.count("\n") != g.count("\n"):
+                report.bad_row(
+                    f"{path}: example {n}",
+                    f"expected as many {fields.names[1]!r} tags as tokens, found "
+                    f"{g.count(chr(10)) + 1} tags for {t.count(chr(10)) + 1} tokens",
+                )
+                continue
+            kept[0].append(t)
+            kept[1].append(g)
+            kept_numbers.append(n)
+        if kept_numbers:
+            yield kept, kept_numbers
 
 
 def fit(train: stream.Stream, vocab_size: int, min_count: int, lowercase: bool) -> dict:

@@ -192,7 +192,8 @@ def stream_shards(spec: str, keys: list[str], offline_hint: str) -> tuple[dict, 
 def read_split(path: str, fields, report) -> Iterator[tuple[list[list[str]], list[int]]]:
     """One TFDS split's examples in batches of text columns (``shards.read_batches``'s form):
     strings decoded as UTF-8 (undecodable bytes replaced and counted), class labels as their
-    names, numbers as text.
+    names, numbers as text, and a sequence feature (tokens, tags) as its values joined by
+    newlines (``conll.from_row`` splits them).
 
     Args:
         path: ``tfds:NAME@SPLIT`` from ``stream_shards``.
@@ -207,7 +208,10 @@ def read_split(path: str, fields, report) -> Iterator[tuple[list[list[str]], lis
     with contained_tempfiles():
         builder = make_builder(name)
     features = builder.info.features
-    names = {k: list(getattr(features[k], "names", None) or []) for k in fields.names}
+    names = {}
+    for key in fields.names:
+        feature = getattr(features[key], "feature", features[key])  # a Sequence's items
+        names[key] = list(getattr(feature, "names", None) or [])
 
     def text(value, labels: list[str]) -> str:
         if isinstance(value, bytes):
@@ -215,13 +219,20 @@ def read_split(path: str, fields, report) -> Iterator[tuple[list[list[str]], lis
                 return value.decode("utf-8")
             except UnicodeDecodeError:
                 return report.replace(value, "utf-8", path)
+        if getattr(value, "ndim", 0) == 1:
+            return "\n".join(text(v, labels) for v in value)
         value = value.item() if hasattr(value, "item") else value
         return labels[value] if labels and isinstance(value, int) else str(value)
 
-    ds = builder.as_dataset(split=split, shuffle_files=False).batch(shards.BATCH_ROWS)
+    ds = builder.as_dataset(split=split, shuffle_files=False).prefetch(64)
+    columns: list[list[str]] = [[] for _ in fields.names]
     done = 0
-    for batch in tfds.as_numpy(ds):
-        columns = [[text(v, names[k]) for v in batch[k]] for k in fields.names]
-        size = len(columns[0])
-        yield columns, list(range(done + 1, done + size + 1))
-        done += size
+    for example in tfds.as_numpy(ds):
+        for column, key in zip(columns, fields.names):
+            column.append(text(example[key], names[key]))
+        done += 1
+        if done % shards.BATCH_ROWS == 0:
+            yield columns, list(range(done - len(columns[0]) + 1, done + 1))
+            columns = [[] for _ in fields.names]
+    if columns[0]:
+        yield columns, list(range(done - len(columns[0]) + 1, done + 1))
