@@ -155,3 +155,20 @@ def test_fused_loops_cope_with_a_batch_smaller_than_their_number():
             results.append([out, *tape.gradient(out, layer.trainable_weights)])
         for a, b in zip(*results):
             np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5)
+
+
+def test_fused_loop_takes_the_empty_batch_tf_distribute_feeds_a_worker_out_of_data():
+    """A [0, 0, F] batch (no examples, no steps) in a traced step: empty outputs, zero grads."""
+    layer = fused.LSTM(4, return_sequences=True)
+    layer.build((None, None, 3))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    def step(x):
+        with tf.GradientTape() as tape:
+            out = layer(x, training=True)
+            loss = tf.reduce_sum(out)
+        return out, tape.gradient(loss, layer.trainable_weights)
+
+    out, grads = step(tf.zeros([0, 0, 3]))
+    assert out.shape == (0, 0, 4)
+    assert all(float(tf.reduce_sum(tf.abs(g))) == 0.0 for g in grads)

@@ -7,7 +7,7 @@ as before). The training split stays a ``stream.Stream``. ``splits`` wires this 
 
 What a row is depends on the ``Source``: a CSV/TSV/JSONL line, a Parquet row or a
 ``tf.train.Example`` by default; a CoNLL sentence block or a TFDS example with a recipe's own
-reader. Each row goes to test, validation or train by ``stream.position`` of its fields.
+reader. Each row goes to test, validation or train by ``stream.positions`` of its key fields.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from lstm_recipes.data import Splits, reading, shards
 from lstm_recipes.data.shards import Fields
-from lstm_recipes.data.stream import _BINS, Reader, Stream, _bin, position, progress
+from lstm_recipes.data.stream import _BINS, Reader, Stream, _bin, key_text, positions, progress
 from lstm_recipes.errors import UserError
 
 HOLDOUT_CAP = 50_000  # validation or test examples kept in memory at most
@@ -171,10 +171,13 @@ def load(
     rows = train = 0
     bins = np.zeros(_BINS + 1, np.int64)
     shown = t0
+    clean = set()
     for number, path in enumerate(paths, 1):
+        before = report.skipped_count, report.replaced
         for columns, _ in source.reader(path, source.fields, report):
-            for row in zip(*columns):
-                at = position(source.fields.key_of(row), seed)
+            rows_of = list(zip(*columns))
+            places = positions([key_text(source.fields.key_of(r)) for r in rows_of], seed)
+            for row, at in zip(rows_of, places.tolist()):
                 if at >= start:
                     train += 1
                     bins[_bin(at, start)] += 1
@@ -192,6 +195,8 @@ def load(
             if time.time() - shown > _PROGRESS_SECONDS:
                 shown = time.time()
                 progress(f"reading: {rows:,} rows, shard {number} of {len(paths)}", rows, t0)
+        if (report.skipped_count, report.replaced) == before:
+            clean.add(path)
     seconds = time.time() - t0
     print(
         f"read {rows:,} rows from {len(paths)} shard(s) in {seconds:.1f}s "
@@ -224,6 +229,7 @@ def load(
         dict(counts),
         bins,
         source.reader,
+        frozenset(clean),
     )
     return Loaded(stream, validation, test, counts, rows, seconds)
 

@@ -39,6 +39,9 @@ _SUFFIXES = {
     ".tfrec": "tfrecord",
 }
 BATCH_ROWS = 4096
+# What tf.strings.strip removes: the training epochs strip TSV fields in the graph, and a
+# field must hash the same there as in the checking pass.
+ASCII_SPACE = " \t\n\r\x0b\x0c"
 
 
 def file_format(path: Path) -> str | None:
@@ -154,7 +157,7 @@ def read_batches(path: Path | str, fields: Fields, report: reading.Report) -> It
     columns: list[list[str]] = [[] for _ in fields.names]
     lines: list[int] = []
     for line, values in rows:
-        if fields.skip_blank and not all(v.strip() for v in values):
+        if fields.skip_blank and not all(v.strip(ASCII_SPACE) for v in values):
             continue
         for column, value in zip(columns, values):
             column.append(value)
@@ -266,6 +269,22 @@ def _header(path: Path, names: list[str], found: list[str]) -> list[int]:
     return [found.index(n) for n in names]
 
 
+def tsv_columns(path: Path, fields: Fields, report: reading.Report) -> tuple[list[int], int | None]:
+    """The column index of each field in a TSV shard, and its width (None when headerless:
+    ``fields.positions`` give the columns and rows may be wider).
+
+    Args:
+        path: the shard.
+        fields: the fields to read.
+        report: the run's report (for decoding the header line).
+    """
+    if fields.positions:
+        return list(fields.positions), None
+    first = next((text for _, text in decoded_lines(path, report) if text is not None), None)
+    found = (first or "").split("\t")
+    return _header(path, list(fields.names), found), len(found)
+
+
 def _tsv_rows(path: Path, fields: Fields, report: reading.Report):
     lines = decoded_lines(path, report)
     if fields.positions:
@@ -278,7 +297,7 @@ def _tsv_rows(path: Path, fields: Fields, report: reading.Report):
         indices, width = _header(path, list(fields.names), found), len(found)
     need = max(indices) + 1
     for number, text in lines:
-        if text is None or not text.strip():
+        if text is None or not text.strip(ASCII_SPACE):
             continue
         values = text.split("\t")
         if len(values) < need or (width is not None and len(values) != width):
@@ -287,7 +306,7 @@ def _tsv_rows(path: Path, fields: Fields, report: reading.Report):
                 f"expected {width or f'at least {need}'} tab-separated fields, found {len(values)}",
             )
             continue
-        yield number, [values[i].strip() for i in indices]
+        yield number, [values[i].strip(ASCII_SPACE) for i in indices]
 
 
 def _csv_rows(path: Path, fields: Fields, report: reading.Report):

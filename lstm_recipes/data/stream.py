@@ -5,16 +5,21 @@
 ``dataset()``, which reads the shards again every epoch. Nothing holds the training split in
 memory.
 
-Each row goes to test, validation or train by a hash of its fields (CRC-32 seeded with the
-run's seed): the same on every worker, on every rerun, and for every row that stays when the
-corpus grows.
+Each row goes to test, validation or train by a hash of its key fields (keyed SipHash, the
+run's seed as key): the same on every worker, on every rerun, and for every row that stays when
+the corpus grows.
+
+Clean UTF-8 TSV shards (the checking pass skipped nothing in them) are parsed in tf.data ops
+during training: ``TextLineDataset``, split and strip, the hash split, interleaved. Other shards
+(CSV with its quoting rules, JSONL, Parquet, TFRecord, CoNLL blocks, TFDS splits, other
+encodings) go through their Python reader under ``from_generator``, a batch of 4,096 rows per
+call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,14 +42,48 @@ def _bin(at: float, start: float) -> int:
     return int((at - start) / (1.0 - start) * _BINS)
 
 
-def position(values: list[str], seed: int) -> float:
-    """Where a row falls in [0, 1): its split is decided by this number alone.
+_HASH_BUCKETS = 1 << 32
+
+
+def _hash_key(seed: int) -> list[int]:
+    return [seed & 0xFFFFFFFFFFFFFFFF, 0]
+
+
+def positions(keys: list[str], seed: int) -> np.ndarray:
+    """Where rows fall in [0, 1): a row's split is decided by this number alone.
+
+    The keyed SipHash of ``tf.strings.to_hash_bucket_strong``, so that the checking pass (in
+    Python) and the training epochs (in tf.data ops) compute the same number.
 
     Args:
-        values: the row's fields.
+        keys: each row's key fields joined by ``\\x1f`` (see ``key_text``).
         seed: the run's seed (another seed, another split).
     """
-    return zlib.crc32("\x1f".join(values).encode("utf-8"), seed & 0xFFFFFFFF) / 2**32
+    import tensorflow as tf
+
+    if not keys:
+        return np.zeros(0)
+    buckets = tf.strings.to_hash_bucket_strong(keys, _HASH_BUCKETS, _hash_key(seed))
+    return buckets.numpy().astype(np.float64) / _HASH_BUCKETS
+
+
+def key_text(values) -> str:
+    """A row's key fields as the one string that is hashed.
+
+    Args:
+        values: the key fields' values.
+    """
+    return "\x1f".join(values)
+
+
+def position(values: list[str], seed: int) -> float:
+    """``positions`` of one row.
+
+    Args:
+        values: the row's key fields.
+        seed: the run's seed.
+    """
+    return float(positions([key_text(values)], seed)[0])
 
 
 @dataclasses.dataclass
@@ -66,6 +105,7 @@ class Stream:
         bins: training rows per bin of positions, from ``load`` (for ``sample``).
         reader: reads one shard's rows in batches (``shards.read_batches``, or a recipe's
             own, e.g. CoNLL sentence blocks or a TFDS split).
+        clean: the shards in which the checking pass skipped and replaced nothing.
     """
 
     files: list[str]
@@ -80,6 +120,7 @@ class Stream:
     counts: dict = dataclasses.field(default_factory=dict)
     bins: np.ndarray | None = dataclasses.field(default=None, repr=False)
     reader: Reader = shards.read_batches
+    clean: frozenset = frozenset()
 
     def __len__(self) -> int:
         return self.size
@@ -111,14 +152,24 @@ class Stream:
         at = position(self.fields.key_of(values), self.seed)
         return at >= self.start and _bin(at, self.start) < self.keep
 
+    def train_mask(self, columns: list[list[str]]) -> np.ndarray:
+        """Which rows of a batch belong to this training split.
+
+        Args:
+            columns: the batch, one list of values per field.
+        """
+        rows = list(zip(*columns))
+        at = positions([key_text(self.fields.key_of(row)) for row in rows], self.seed)
+        bins = ((at - self.start) / (1.0 - self.start) * _BINS).astype(np.int64)
+        return (at >= self.start) & (bins < self.keep)
+
     def _rows(self, path: str, report: reading.Report) -> Iterator[list[list[str]]]:
         # Full batches even when few rows are kept (max_examples): fewer, larger TF calls.
         kept: list[list[str]] = [[] for _ in self.fields.names]
         for columns, _ in self.reader(path, self.fields, report):
-            for row in zip(*columns):
-                if self.is_train(list(row)):
-                    for column, value in zip(kept, row):
-                        column.append(value)
+            mask = self.train_mask(columns)
+            for column, values in zip(kept, columns):
+                column.extend(v for v, keep in zip(values, mask) if keep)
             if len(kept[0]) >= shards.BATCH_ROWS:
                 yield kept
                 kept = [[] for _ in self.fields.names]
@@ -162,19 +213,24 @@ class Stream:
                 + ", ".join(Path(p).name for p in paths),
                 flush=True,
             )
-        signature = tuple(tf.TensorSpec([None], tf.string) for _ in self.fields.names)
+        if self.native(paths):
+            ds = self._tsv_dataset(paths)
+        else:
+            signature = tuple(tf.TensorSpec([None], tf.string) for _ in self.fields.names)
 
-        def generate(path):
-            for columns in self._rows(path.decode(), self._quiet_report()):
-                yield tuple(np.array([v.encode("utf-8") for v in c], dtype=object) for c in columns)
+            def generate(path):
+                for columns in self._rows(path.decode(), self._quiet_report()):
+                    yield tuple(
+                        np.array([v.encode("utf-8") for v in c], dtype=object) for c in columns
+                    )
 
-        ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
-            lambda path: tf.data.Dataset.from_generator(
-                generate, args=(path,), output_signature=signature
-            ),
-            cycle_length=min(4, len(paths)),
-            block_length=1,
-        )
+            ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
+                lambda path: tf.data.Dataset.from_generator(
+                    generate, args=(path,), output_signature=signature
+                ),
+                cycle_length=min(4, len(paths)),
+                block_length=1,
+            )
         ds = ds.unbatch()
         if not by_file and workers > 1:
             ds = ds.shard(workers, worker)
@@ -182,6 +238,67 @@ class Stream:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options)
+
+    def native(self, paths: list[str]) -> bool:
+        """True when these shards are parsed by tf.data ops: clean UTF-8 TSV read by the
+        default reader, whose rows are then exactly the checking pass's.
+
+        Args:
+            paths: the shards this worker reads.
+        """
+        utf8 = self.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        return (
+            self.reader is shards.read_batches
+            and utf8
+            and self.decode_errors == "strict"
+            and all(shards.file_format(Path(p)) == "tsv" and p in self.clean for p in paths)
+        )
+
+    def _tsv_dataset(self, paths: list[str]):
+        """Batches of training rows of TSV shards, parsed, stripped and split in tf.data."""
+        import tensorflow as tf
+
+        report = self._quiet_report()
+        layouts = [shards.tsv_columns(Path(p), self.fields, report) for p in paths]
+        columns = tf.constant([indices for indices, _ in layouts], tf.int64)
+        header = tf.constant([0 if self.fields.positions else 1 for _ in paths], tf.int64)
+        gz = tf.constant([p.lower().endswith(".gz") for p in paths])
+        fields, key = len(self.fields.names), list(self.fields.key or range(len(self.fields.names)))
+        start, keep, seed = self.start, self.keep, _hash_key(self.seed)
+
+        need = max(max(indices) for indices, _ in layouts) + 1
+
+        def parse(numbers, lines, indices, skip):
+            # utf-8-sig: a byte order mark opens the file only.
+            first = tf.equal(numbers, 0) & tf.equal(skip, 0)
+            lines = tf.where(first, tf.strings.regex_replace(lines, "^\ufeff", ""), lines)
+            lines = tf.boolean_mask(lines, tf.strings.length(tf.strings.strip(lines)) > 0)
+            # At least `need` columns, even in a batch with no lines left.
+            shape = tf.stack([tf.shape(lines, out_type=tf.int64)[0], need])
+            parts = tf.strings.split(lines, "\t").to_tensor("", shape=shape)
+            values = [tf.strings.strip(tf.gather(parts, indices[i], axis=1)) for i in range(fields)]
+            kept = tf.ones_like(values[0], tf.bool)
+            if self.fields.skip_blank:
+                for value in values:
+                    kept &= tf.strings.length(value) > 0
+            joined = tf.strings.reduce_join(
+                tf.stack([values[i] for i in key], 1), axis=1, separator="\x1f"
+            )
+            buckets = tf.strings.to_hash_bucket_strong(joined, _HASH_BUCKETS, seed)
+            at = tf.cast(buckets, tf.float64) / _HASH_BUCKETS
+            bins = tf.cast((at - start) / (1.0 - start) * _BINS, tf.int64)
+            kept &= (at >= start) & (bins < keep)
+            return tuple(tf.boolean_mask(value, kept) for value in values)
+
+        def read(path, indices, skip, compressed):
+            compression = tf.where(compressed, "GZIP", "")
+            lines = tf.data.TextLineDataset(path, compression_type=compression).skip(skip)
+            batches = lines.enumerate().batch(shards.BATCH_ROWS)
+            return batches.map(lambda n, text: parse(n, text, indices, skip))
+
+        return tf.data.Dataset.from_tensor_slices((paths, columns, header, gz)).interleave(
+            read, cycle_length=min(4, len(paths)), block_length=1
+        )
 
 
 def progress(what: str, done: int, t0: float) -> None:
