@@ -141,7 +141,14 @@ class Stream:
                     shown = time.time()
                     progress(f"fitting: {done:,} of {self.size:,} training rows", done, t0)
 
-    def dataset(self, worker: int = 0, workers: int = 1):
+    def dataset(
+        self,
+        worker: int = 0,
+        workers: int = 1,
+        elements: Callable[[Iterator[list[list]]], Iterator[tuple]] | None = None,
+        signature: tuple | None = None,
+        seed: int | None = None,
+    ):
         """A ``tf.data.Dataset`` of training examples (tuples of scalar strings), reading the
         shards again on every iteration, interleaved four at a time.
 
@@ -150,6 +157,12 @@ class Stream:
             workers: how many workers read the corpus. With at least as many shards, each
                 worker reads only its own shards (``files[worker::workers]``); otherwise every
                 worker reads all and keeps every ``workers``-th example.
+            elements: one shard's training rows (batches of fields, as ``batches`` gives them)
+                -> the dataset's elements, for rows that are not text (e.g. frame sequences,
+                cut into windows); None: each row as a tuple of UTF-8 strings.
+            signature: the ``tf.TensorSpec`` of each part of an element (with ``elements``).
+            seed: shuffle the order of the shards every iteration with this seed (None: in
+                name order).
         """
         import tensorflow as tf
 
@@ -162,20 +175,31 @@ class Stream:
                 + ", ".join(Path(p).name for p in paths),
                 flush=True,
             )
-        signature = tuple(tf.TensorSpec([None], tf.string) for _ in self.fields.names)
+        if elements is None:
+            signature = tuple(tf.TensorSpec([None], tf.string) for _ in self.fields.names)
 
-        def generate(path):
-            for columns in self._rows(path.decode(), self._quiet_report()):
-                yield tuple(np.array([v.encode("utf-8") for v in c], dtype=object) for c in columns)
+            def generate(path):
+                for columns in self._rows(path.decode(), self._quiet_report()):
+                    yield tuple(
+                        np.array([v.encode("utf-8") for v in c], dtype=object) for c in columns
+                    )
+        else:
 
-        ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
+            def generate(path):
+                yield from elements(self._rows(path.decode(), self._quiet_report()))
+
+        files = tf.data.Dataset.from_tensor_slices(paths)
+        if seed is not None:
+            files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = files.interleave(
             lambda path: tf.data.Dataset.from_generator(
                 generate, args=(path,), output_signature=signature
             ),
             cycle_length=min(4, len(paths)),
             block_length=1,
         )
-        ds = ds.unbatch()
+        if elements is None:
+            ds = ds.unbatch()
         if not by_file and workers > 1:
             ds = ds.shard(workers, worker)
         # The workers' shards are chosen here; tf.distribute must not shard them again.
