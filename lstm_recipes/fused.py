@@ -92,7 +92,7 @@ def lstm_sequence(
         _, _, _, *arrays = tf.while_loop(
             lambda t, *_: t < steps, step, (tf.constant(0), h0, c0, *arrays)
         )
-        a_all, c_all = (_stack(a, steps, batch, n * units, dtype) for a, n in zip(arrays, (4, 1)))
+        a_all, c_all = (_stack(a, steps, batch, n * units, h0) for a, n in zip(arrays, (4, 1)))
         tanh_c = tf.tanh(c_all)
         # every step's h again, for all steps at once: cheaper than one more write per step
         h_all = a_all[..., 3 * units :] * tanh_c
@@ -126,7 +126,7 @@ def lstm_sequence(
             _, dh0, dc0, dzs = tf.while_loop(
                 lambda t, *_: t >= 0, back, (steps - 1, tf.zeros_like(h0), tf.zeros_like(c0), dzs)
             )
-            dz = tf.reshape(_stack(dzs, steps, batch, 4 * units, dtype), [-1, 4 * units])
+            dz = tf.reshape(_stack(dzs, steps, batch, 4 * units, h0), [-1, 4 * units])
             h_prev = tf.reshape(tf.concat([h0[tf.newaxis], h_all[:-1]], axis=0), [-1, units])
             return (
                 tf.reshape(tf.matmul(dz, kernel, transpose_b=True), [steps, batch, features]),
@@ -142,10 +142,14 @@ def lstm_sequence(
     return run(x, h0, c0, kernel, recurrent_kernel, bias)
 
 
-def _stack(array: tf.TensorArray, steps, batch, width: int, dtype):
+def _stack(array: tf.TensorArray, steps, batch, width: int, h0):
     # A TensorArray of no steps cannot stack with an unknown batch size; tf.distribute feeds
     # such an empty batch to a worker whose shards ran out before the others'.
-    return tf.cond(steps > 0, array.stack, lambda: tf.zeros(tf.stack([0, batch, width]), dtype))
+    stacked = tf.cond(
+        steps > 0, array.stack, lambda: tf.zeros(tf.stack([0, batch, width]), h0.dtype)
+    )
+    stacked.set_shape([None, h0.shape[0], width])  # the batch size as static as h0's
+    return stacked
 
 
 def _split_sequence(x, h0, c0, kernel, recurrent_kernel, bias, loops: int):

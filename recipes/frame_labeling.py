@@ -15,7 +15,11 @@ Expect per-frame accuracy about 0.87 on the two held-out subjects (measured 0.86
 F1@50 34.8 by MS-TCN's definition, in 6-7 minutes on a busy 2-core machine;
 benchmarks/RESULTS.md). Your own
 frames: ``--data frames.csv`` (one long CSV: sequence_id, step, feature..., label) or
-``--data folder/`` (one .csv or .npz per sequence).
+``--data folder/`` (one .csv or .npz per sequence), read into memory; or a quoted glob,
+streamed in memory that does not grow with the corpus: ``--data 'frames/*.npz'`` (one sequence
+per .npz or .csv[.gz] file) or ``--data 'frames/part-*.csv.gz'`` (long-CSV shards, each
+sequence inside one shard). A glob's sequences go to train, validation or test by a hash of
+their group (``group_column``, else the sequence id or file name).
 
 Export: ``serving_default(frames: float32[None, None, F]) -> {labels: string[None, None],
 probabilities: float32[None, None, C]}``; rows of NaN pad. From the command line, each INPUT is
@@ -34,8 +38,9 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import aligned, cells, distribute, metrics, training
-from lstm_recipes.data import Splits, check_labels_seen, limit, reading, share
+from lstm_recipes.data import Splits, check_labels_seen, frame_stream, limit, reading, share
 from lstm_recipes.data import frames as frames_lib
+from lstm_recipes.data.stream import Stream
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -47,6 +52,10 @@ DATA_FORMS = {
     "FILE.csv[.gz]": "one long CSV: sequence_id, step, feature..., label (column names are "
     "config fields)",
     "FOLDER/": "one sequence per .csv (feature..., label) or .npz (frames, labels) file",
+    "'FILES/*.npz'|'FILES/*.csv[.gz]'": "a glob of sequence files (one sequence per file, as in "
+    "a folder), streamed",
+    "'SHARDS/part-*.csv.gz'": "a glob of long-CSV shards (sequence_id, step, feature..., label; "
+    "each sequence inside one shard), streamed",
 }
 SIGNATURES = {
     "serving_default": "frames: float32[None, None, F] -> {labels: string[None, None], "
@@ -67,7 +76,7 @@ class Config:
     sequence_column: str = "sequence_id"  # long-CSV column naming the sequence
     step_column: str = "step"  # long-CSV column ordering the frames
     group_column: str = ""  # long-CSV column grouping sequences for splitting (e.g. subject)
-    max_examples: int = 0  # use at most this many training sequences (0: all)
+    max_examples: int = 0  # use at most (about, for a glob) this many training sequences (0: all)
     window: int = 256  # training window length (frames)
     stride: int = 128  # step between evaluation windows (overlaps are averaged)
     units: int = 128  # LSTM units per direction
@@ -111,11 +120,13 @@ def _read(config: Config, spec: str) -> tuple[list[frames_lib.Recording], str, l
     path = Path(spec)
     if is_tfds_spec(spec) or path.name.lower().removesuffix(".gz").endswith(TOKEN_SUFFIXES):
         raise UserError(
-            f"expected frames (builtin, a .csv file or a folder), found {spec}, which looks like "
-            f"tagged tokens; token tagging is now its own recipe: lstm-recipes run tagging "
-            f"--data {spec}"
+            f"expected frames (builtin, a .csv file, a folder or a glob), found {spec}, which "
+            "looks like tagged tokens; token tagging is now its own recipe: lstm-recipes run "
+            f"tagging --data {spec}"
         )
-    if path.is_dir():
+    if frame_stream.is_stream_spec(spec):  # a held-out glob, or one beside in-memory data
+        recordings, names = frame_stream.read_all(spec, config)
+    elif path.is_dir():
         recordings, names = frames_lib.read_sequence_folder(path, config.label_column)
     elif path.exists():
         recordings, names = frames_lib.read_long_csv(
@@ -130,31 +141,52 @@ def _read(config: Config, spec: str) -> tuple[list[frames_lib.Recording], str, l
     return recordings, str(path), names
 
 
-def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
-    """Train/validation/test recordings, split by group (a subject is in one split only)."""
-    items, source, names = _read(config, data)
-    test = _read(config, test_data)[0] if test_data else None
-    fractions = (
-        0.0 if test else share(config.test_size, len(items)),
-        share(config.validation_size, len(items)),
-    )
-    carved_test, validation, train = frames_lib.split_groups(items, fractions, config.seed)
-    if len({r.frames.shape[1] for r in items + (test or [])}) != 1:
-        raise UserError(f"expected the same number of features in every sequence of {data}")
-    result = Splits(train, validation, test or carved_test, source, {"feature_names": names})
-    result.train = limit(result.train, config.max_examples, config.seed)
+def load_data(
+    config: Config,
+    data: str = "builtin",
+    test_data: str | None = None,
+    validation_data: str | None = None,
+) -> Splits:
+    """Train/validation/test recordings, split by group (a subject is in one split only); a
+    glob's training split streams."""
+    specs = ", ".join(s for s in (data, validation_data, test_data) if s)
+    seen = None
+    if frame_stream.is_stream_spec(data):
+        result = frame_stream.splits(
+            data, test_data, validation_data, config, lambda spec: _read(config, spec)[0]
+        )
+        seen = frame_stream.training_labels(result.train)
+    else:
+        items, source, names = _read(config, data)
+        test = _read(config, test_data)[0] if test_data else None
+        validation = _read(config, validation_data)[0] if validation_data else None
+        # A split given by its own spec is not carved: those groups stay in training.
+        fractions = (
+            0.0 if test else share(config.test_size, len(items)),
+            0.0 if validation else share(config.validation_size, len(items)),
+        )
+        carved_test, carved_validation, train = frames_lib.split_groups(
+            items, fractions, config.seed
+        )
+        widths = {r.frames.shape[1] for r in items + (test or []) + (validation or [])}
+        if len(widths) != 1:
+            raise UserError(f"expected the same number of features in every sequence of {specs}")
+        result = Splits(
+            limit(train, config.max_examples, config.seed),
+            validation or carved_validation,
+            test or carved_test,
+            source,
+            {"feature_names": names},
+        )
     if not result.train or not result.validation or not result.test:
         raise UserError(
             f"expected sequences in train, validation and test, found {result.sizes()} in "
-            f"{data} (frames are split by group: give more sequences or --test-data)"
+            f"{specs} (frames are split by group: give more sequences or --test-data)"
         )
     # Validation labels are trained against, so they must be known; unseen test labels are
     # scored as errors by evaluate.
     check_labels_seen(
-        result,
-        lambda r: set(r.labels.tolist()),
-        f"{data} and {test_data}" if test_data else data,
-        names=("validation",),
+        result, lambda r: set(r.labels.tolist()), specs, names=("validation",), seen=seen
     )
     return result
 
@@ -162,42 +194,54 @@ def load_data(config: Config, data: str = "builtin", test_data: str | None = Non
 # ----------------------------------------------------------------------------- preprocessing
 
 
-def fit_preprocessing(config: Config, train: list) -> dict:
-    """Per-feature mean and standard deviation (NaN and inf ignored) and the label set."""
-    x = np.concatenate([r.frames for r in train])
-    finite = np.where(np.isfinite(x), x, np.nan)
-    mean = np.nan_to_num(np.nanmean(finite, 0))
-    std = np.nan_to_num(np.nanstd(finite, 0))
+def fit_preprocessing(config: Config, train: list | Stream) -> dict:
+    """Per-feature mean and standard deviation (NaN and inf ignored) and the label set; on a
+    stream, in one pass over a sample of sequences chosen by hash (float64 sums), with every
+    label the checking pass counted."""
+    if isinstance(train, Stream):
+        mean, std, labels = frame_stream.statistics(train)
+        labels |= frame_stream.training_labels(train)
+    else:
+        x = np.concatenate([r.frames for r in train])
+        finite = np.where(np.isfinite(x), x, np.nan)
+        mean = np.nan_to_num(np.nanmean(finite, 0))
+        std = np.nan_to_num(np.nanstd(finite, 0))
+        labels = {str(y) for r in train for y in r.labels}
     return {
-        "features": int(x.shape[1]),
+        "features": len(mean),
         "mean": mean.tolist(),
         # A constant feature keeps its scale instead of dividing by zero.
         "std": np.where(std > 1e-6, std, 1.0).tolist(),
-        "labels": sorted({str(y) for r in train for y in r.labels}),
+        "labels": sorted(labels),
     }
 
 
-def batches(config: Config, prep: dict, recordings: list, training: bool) -> tf.data.Dataset:
-    """Windows of ``config.window`` frames (NaN-padded) and their label ids (0 pads)."""
-    xs, ys = [], []
+def batches(
+    config: Config, prep: dict, recordings: list | Stream, training: bool
+) -> tf.data.Dataset:
+    """Windows of ``config.window`` frames (NaN-padded) and their label ids (0 pads); a
+    stream's are cut as its files are read, in a bounded shuffle buffer."""
     # Training windows overlap by half, so every frame is seen away from a window's edge.
     stride = config.window // 2 if training else config.stride
-    for r in recordings:
-        labels = aligned.label_ids(prep["labels"], r.labels, r.name)
-        if r.frames.shape[1] != prep["features"]:
-            raise UserError(
-                f"{r.name}: expected {prep['features']} features per frame, found "
-                f"{r.frames.shape[1]}"
-            )
-        for start, end in frames_lib.windows(r.frames, config.window, stride):
-            x = np.full((config.window, prep["features"]), np.nan, np.float32)
-            y = np.zeros(config.window, np.int32)
-            x[: end - start], y[: end - start] = r.frames[start:end], labels[start:end]
-            xs.append(x)
-            ys.append(y)
-    ds = tf.data.Dataset.from_tensor_slices((np.stack(xs), np.stack(ys)))
-    if training:
-        ds = ds.shuffle(len(xs), seed=config.seed, reshuffle_each_iteration=True)
+    seed = config.seed if training else None
+    if isinstance(recordings, Stream):
+        worker = distribute.worker_of(config.strategy)
+        ds = frame_stream.windows(recordings, prep, config.window, stride, seed, *worker)
+    else:
+        xs, ys = [], []
+        for r in recordings:
+            labels = aligned.label_ids(prep["labels"], r.labels, r.name)
+            if r.frames.shape[1] != prep["features"]:
+                raise UserError(
+                    f"{r.name}: expected {prep['features']} features per frame, found "
+                    f"{r.frames.shape[1]}"
+                )
+            for x, y in frames_lib.window_pairs(r.frames, labels, config.window, stride):
+                xs.append(x)
+                ys.append(y)
+        ds = tf.data.Dataset.from_tensor_slices((np.stack(xs), np.stack(ys)))
+        if training:
+            ds = ds.shuffle(len(xs), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(config.batch_size).map(lambda x, y: ({"frames": x}, y)).prefetch(2)
 
 

@@ -1,7 +1,10 @@
 """frame_labeling: frame readers and their errors, windows, segment scoring, export, predict."""
 
+import dataclasses
+import gzip
 import json
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from serving_edges import run_edge_inputs
 from lstm_recipes import metrics
 from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.cli import main
+from lstm_recipes.data import frame_files, reading, stream
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.errors import UserError
 
@@ -182,3 +186,197 @@ def test_predict_reports_frames_of_the_wrong_width(tmp_path):
         serve._predict_frames(None, specs, ["[[1, 2]]"])
     with pytest.raises(UserError, match="expected a JSON list of frames"):
         serve._predict_frames(None, specs, ["walk"])
+
+
+# ----------------------------------------------------------------------------- streamed globs
+
+
+def frame_sequences(subjects: int = 40, per_subject: int = 2, seed: int = 0):
+    """(sequence id, subject, frames (T, 3), labels (T,)): learnable (feature 0's level follows
+    the label), with a NaN and an inf here and there that the scales must ignore."""
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for s in range(subjects):
+        for k in range(per_subject):
+            steps = int(rng.integers(40, 90))
+            labels = np.array(["walk" if (t // 20) % 2 == 0 else "rest" for t in range(steps)])
+            x = rng.normal(size=(steps, 3)).astype(np.float32)
+            x[:, 0] += np.where(labels == "walk", 2.0, -2.0)
+            x[rng.integers(steps), 1] = np.nan
+            x[rng.integers(steps), 2] = np.inf
+            sequences.append((f"q{s}-{k}", f"subject{s}", np.round(x, 3), labels))
+    return sequences
+
+
+def write_npz_files(folder, sequences) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for sequence, _, x, y in sequences:
+        np.savez(folder / f"{sequence}.npz", frames=x, labels=y)
+    return str(folder / "*.npz")
+
+
+def write_long_shards(folder, sequences, shards: int = 3, ragged_line: int = 0) -> str:
+    """Long-CSV shards (sequence_id, subject, step, f0..f2, label), rows shuffled within each
+    shard; ``ragged_line``: that line of part-001 gets an extra field."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(shards):
+        rows = [
+            f"{sequence},{subject},{t},{','.join(map(str, x[t]))},{y[t]}"
+            for sequence, subject, x, y in sequences[i::shards]
+            for t in range(len(x))
+        ]
+        rows = [rows[j] for j in rng.permutation(len(rows))]
+        if i == 1 and ragged_line:
+            rows[ragged_line - 2] += ",extra"
+        text = "sequence_id,subject,step,f0,f1,f2,label\n" + "\n".join(rows) + "\n"
+        with gzip.open(folder / f"part-{i:03d}.csv.gz", "wt", encoding="utf-8") as f:
+            f.write(text)
+    return str(folder / "part-*.csv.gz")
+
+
+def glob_config(*settings):
+    return recipe_lib.resolve_config(frame_labeling, "tiny", ["max_examples=0", *settings])
+
+
+def streamed_train(splits) -> list:
+    return [r for batch in splits.train.batches() for r in batch[frame_files.RECORDING]]
+
+
+@pytest.mark.parametrize("form", ["npz", "shards"])
+def test_frame_globs_split_by_group_disjointly_and_the_same_on_a_rerun(tmp_path, form):
+    sequences = frame_sequences()
+    if form == "npz":
+        spec, config = write_npz_files(tmp_path / "f", sequences), glob_config()
+    else:
+        spec = write_long_shards(tmp_path / "f", sequences)
+        config = glob_config("group_column=subject")
+    splits = frame_labeling.load_data(config, spec)
+    assert isinstance(splits.train, stream.Stream)
+    parts = [streamed_train(splits), splits.validation, splits.test]
+    groups = [{r.group for r in part} for part in parts]
+    assert all(groups) and not (
+        groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2]
+    )
+    assert sum(map(len, parts)) == len(sequences) and len(parts[0]) == len(splits.train)
+    again = frame_labeling.load_data(config, spec)
+    names = lambda part: sorted(r.name for r in part)  # noqa: E731
+    assert names(streamed_train(again)) == names(parts[0])
+    assert names(again.validation) == names(parts[1]) and names(again.test) == names(parts[2])
+    limited = frame_labeling.load_data(dataclasses.replace(config, max_examples=9), spec)
+    assert 9 <= len(limited.train) == len(streamed_train(limited)) <= 11
+
+
+def in_memory_twins(form: str, spec: str, config, recordings) -> list:
+    """The same sequences read by the in-memory readers (a folder; each shard as one file)."""
+    if form == "npz":
+        found, _ = frames_lib.read_sequence_folder(Path(spec).parent)
+    else:
+        found = [
+            r
+            for shard in sorted(Path(spec).parent.glob("part-*"))
+            for r in frames_lib.read_long_csv(shard, group_column=config.group_column)[0]
+        ]
+    by_name = {r.name: r for r in found}
+    return [by_name[r.name] for r in recordings]
+
+
+def all_windows(dataset) -> list[tuple[bytes, bytes]]:
+    pairs = [
+        (y.tobytes(), x.tobytes())
+        for xs, ys in dataset
+        for x, y in zip(xs["frames"].numpy(), ys.numpy())
+    ]
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("form", ["npz", "shards"])
+def test_streamed_windows_and_scales_equal_the_in_memory_ones(tmp_path, form):
+    sequences = frame_sequences(subjects=20)
+    if form == "npz":
+        spec, config = write_npz_files(tmp_path / "f", sequences), glob_config()
+    else:
+        spec = write_long_shards(tmp_path / "f", sequences)
+        config = glob_config("group_column=subject")
+    config = dataclasses.replace(config, window=32, validation_size=0.25, test_size=0.25)
+    splits = frame_labeling.load_data(config, spec)
+    streamed = streamed_train(splits)
+    twins = in_memory_twins(form, spec, config, streamed)
+    for r, twin in zip(streamed, twins):
+        np.testing.assert_array_equal(r.frames, twin.frames)
+        assert list(r.labels) == list(twin.labels) and r.group == twin.group
+    prep = frame_labeling.fit_preprocessing(config, splits.train)
+    reference = frame_labeling.fit_preprocessing(config, twins)
+    assert prep["labels"] == reference["labels"] and prep["features"] == reference["features"] == 3
+    np.testing.assert_allclose(prep["mean"], reference["mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(prep["std"], reference["std"], rtol=1e-5)
+    windows = all_windows(frame_labeling.batches(config, prep, splits.train, training=True))
+    expected = all_windows(frame_labeling.batches(config, prep, twins, training=True))
+    assert len(windows) == len(expected) > len(twins)
+    assert windows == expected
+
+
+def test_a_sequence_in_two_shards_is_refused_naming_both(tmp_path):
+    sequences = frame_sequences(subjects=6)
+    spec = write_long_shards(tmp_path / "f", sequences, shards=2)
+    extra = sequences[0][0]  # in part-000; written again into part-001
+    with gzip.open(tmp_path / "f" / "part-001.csv.gz", "at", encoding="utf-8") as f:
+        f.write(f"{extra},subject0,99,1,2,3,walk\n")
+    with pytest.raises(
+        UserError, match=f"sequence '{extra}' in .*part-000.csv.gz and in .*part-001.csv.gz"
+    ) as caught:
+        frame_labeling.load_data(glob_config("group_column=subject"), spec)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_ragged_row_mid_shard_is_refused_with_file_and_line_or_skipped(tmp_path):
+    spec = write_long_shards(tmp_path / "f", frame_sequences(subjects=20), ragged_line=30)
+    config = glob_config("group_column=subject", "validation_size=0.25", "test_size=0.25")
+    message = r"part-001.csv.gz:30: expected 7 fields like the header, found 8"
+    with pytest.raises(UserError, match=message) as caught, reading.options_of(config):
+        frame_labeling.load_data(config, spec)
+    assert "\n" not in str(caught.value)
+    skipping = dataclasses.replace(config, skip_bad_rows=1)
+    with reading.options_of(skipping) as report:
+        splits = frame_labeling.load_data(skipping, spec)
+    assert report.skipped_count == 1 and "part-001.csv.gz:30" in report.skipped[0]
+    # The later passes (fitting, every epoch) skip it too, outside the loading's settings.
+    prep = frame_labeling.fit_preprocessing(skipping, splits.train)
+    assert all_windows(frame_labeling.batches(skipping, prep, splits.train, training=True))
+
+
+def test_validation_data_is_used_as_given_for_a_folder_and_a_glob(tmp_path):
+    held = frame_sequences(subjects=3, seed=5)
+    held = [(f"v{s}", f"held{g}", x, y) for s, g, x, y in held]
+    validation = write_npz_files(tmp_path / "val", held)
+    folder = Path(write_npz_files(tmp_path / "f", frame_sequences(subjects=10))).parent
+    config = glob_config()
+    for data in (str(folder), str(folder / "*.npz")):
+        splits = frame_labeling.load_data(config, data, validation_data=validation)
+        assert sorted(r.name for r in splits.validation) == sorted(f"{s}.npz" for s, *_ in held)
+        # Nothing is carved for validation: train and test hold every sequence of --data.
+        train = splits.train if isinstance(splits.train, list) else streamed_train(splits)
+        assert len(train) + len(splits.test) == 20, data
+
+
+def test_a_shard_glob_trains_evaluates_and_exports_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = write_long_shards(tmp_path / "f", frame_sequences(), ragged_line=30)
+    held = [(f"v{i}", "held", x, y) for i, (_, _, x, y) in enumerate(frame_sequences(3, seed=7))]
+    validation = write_npz_files(tmp_path / "val", held)
+    args = ["run", "frame_labeling", "--preset", "tiny", "--data", spec, "--run-dir", "run"]
+    args += ["--set", "group_column=subject", "--set", "window=32", "--set", "stride=16"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and not (tmp_path / "run").exists()
+    assert "part-001.csv.gz:30: expected 7 fields like the header, found 8" in refused.output
+    cli_ok(
+        *args,
+        *("--set", "skip_bad_rows=1", "--set", "epochs=4", "--set", "learning_rate=0.01"),
+        *("--validation-data", validation),
+    )
+    run = tmp_path / "run"
+    scores = json.loads((run / "metrics.json").read_text())
+    assert scores["accuracy"] > 0.8, scores
+    assert json.loads((run / "data_report.json").read_text())["skipped_rows"] == 1
+    assert json.loads((run / "run.json").read_text())["sizes"]["validation"] == len(held)
+    assert (run / "export" / "1" / "saved_model.pb").exists()

@@ -15,6 +15,7 @@ import math
 import random
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,13 @@ def _floats(values: list, where: str) -> list[float] | None:
     try:
         return [float(v) for v in values]
     except (ValueError, TypeError):
-        bad = next(v for v in values if not _is_number(v))
+        bad = next(v for v in values if not is_number(v))
         reading.bad_row(where, f"expected a number, found {bad!r}")
         return None
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """True when ``float(value)`` reads it (a number, "nan", "inf", "1e3"...)."""
     try:
         float(value)
     except (ValueError, TypeError):
@@ -164,7 +166,15 @@ def _long_csv_recordings(path, reader, sequence_column, step_column, label_colum
     return recordings, features
 
 
-def _read_sequence_file(path: Path, label_column: str) -> tuple[Recording, list[str]]:
+def read_sequence_file(path: Path, label_column: str = "label") -> tuple[Recording, list[str]]:
+    """One sequence from a ``.npz`` (arrays ``frames`` (T, F) and ``labels`` (T,)) or a
+    ``.csv[.gz]`` (``feature..., label``, optional ``step``) file; returns (recording, feature
+    names). Its group is the file's name without suffixes.
+
+    Args:
+        path: the file.
+        label_column: the label column of a CSV file.
+    """
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -200,7 +210,7 @@ def _read_sequence_file(path: Path, label_column: str) -> tuple[Recording, list[
         frames.sort(key=lambda frame: frame[0])
         x = np.array([v for _, v, _ in frames], np.float32)
         y = np.array([label for _, _, label in frames])
-    return Recording(x, y, path.name, path.stem), names
+    return Recording(x, y, path.name, Path(path.name.removesuffix(".gz")).stem), names
 
 
 def read_sequence_folder(path: Path, label_column: str = "label") -> tuple[list[Recording], list]:
@@ -216,7 +226,7 @@ def read_sequence_folder(path: Path, label_column: str = "label") -> tuple[list[
         raise UserError(f"expected .csv or .npz sequence files in {path}, found none")
     recordings, names = [], None
     for file in found:
-        recording, file_names = _read_sequence_file(file, label_column)
+        recording, file_names = read_sequence_file(file, label_column)
         if names is not None and len(file_names) != len(names):
             raise UserError(
                 f"{file}: expected {len(names)} features like {found[0].name}, found "
@@ -254,3 +264,22 @@ def windows(x: np.ndarray, length: int, stride: int) -> list[tuple[int, int]]:
     if starts[-1] + length < len(x):
         starts.append(len(x) - length)
     return [(s, s + length) for s in starts]
+
+
+def window_pairs(
+    frames: np.ndarray, ids: np.ndarray, length: int, stride: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frames, label ids) of each window of ``windows``, ``length`` steps each: frames past a
+    sequence's end are NaN and their label id is 0 (padding).
+
+    Args:
+        frames: one sequence's (steps, features) frames.
+        ids: its label ids (steps,).
+        length: the window length.
+        stride: steps between window starts.
+    """
+    for start, end in windows(frames, length, stride):
+        x = np.full((length, frames.shape[1]), np.nan, np.float32)
+        y = np.zeros(length, np.int32)
+        x[: end - start], y[: end - start] = frames[start:end], ids[start:end]
+        yield x, y

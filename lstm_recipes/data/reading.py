@@ -173,6 +173,24 @@ def options(
         _current.reset(token)
 
 
+@contextlib.contextmanager
+def using(report: Report) -> Iterator[Report]:
+    """Make ``report`` the one that ``bad_row`` and ``decode`` use inside the block.
+
+    A reader that is handed its report (a stream's later passes give a quiet one) may call
+    code that reads ``current()``; outside ``options`` (e.g. in a ``tf.data`` thread) that
+    would otherwise be the strict defaults.
+
+    Args:
+        report: the report to use.
+    """
+    token = _current.set(report)
+    try:
+        yield report
+    finally:
+        _current.reset(token)
+
+
 def options_of(config) -> contextlib.AbstractContextManager[Report]:
     """``options`` from a recipe config's ``encoding``, ``decode_errors`` and ``skip_bad_rows``
     fields (defaults for a config without them).

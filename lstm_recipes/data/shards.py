@@ -14,7 +14,6 @@ JSON, an undecodable line under ``decode_errors=strict``, an empty field) goes t
 from __future__ import annotations
 
 import csv
-import dataclasses
 import glob
 import gzip
 import json
@@ -23,6 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lstm_recipes.data import reading
+from lstm_recipes.data.rows import (
+    ASCII_SPACE,
+    BATCH_ROWS,
+    Batch,
+    Fields,
+    header_columns,
+    text_value,
+)
 from lstm_recipes.errors import UserError
 
 TEXT_FORMATS = ("csv", "tsv", "jsonl")
@@ -38,10 +45,6 @@ _SUFFIXES = {
     ".tfrecords": "tfrecord",
     ".tfrec": "tfrecord",
 }
-BATCH_ROWS = 4096
-# What tf.strings.strip removes: the training epochs strip TSV fields in the graph, and a
-# field must hash the same there as in the checking pass.
-ASCII_SPACE = " \t\n\r\x0b\x0c"
 
 
 def file_format(path: Path) -> str | None:
@@ -106,37 +109,6 @@ def find(spec: str) -> list[Path]:
     return paths
 
 
-@dataclasses.dataclass(frozen=True)
-class Fields:
-    """Which fields of a row to read.
-
-    Args:
-        names: column names (CSV/TSV header, JSON keys, Parquet columns, Example features).
-        positions: for headerless TSV (sentence pairs, ``source<TAB>target``): the field
-            index of each name; empty when TSV files have a header.
-        skip_blank: drop rows with a blank field silently (a sentence pair with one side
-            missing teaches nothing), instead of passing them on.
-        key: the fields (by index in ``names``) whose values decide a row's split; empty: all.
-            A group column (a subject, a document) keeps its rows in one split.
-    """
-
-    names: tuple[str, ...]
-    positions: tuple[int, ...] = ()
-    skip_blank: bool = False
-    key: tuple[int, ...] = ()
-
-    def key_of(self, row) -> list[str]:
-        """The values of a row that decide its split.
-
-        Args:
-            row: the row's values, in the order of ``names``.
-        """
-        return [row[i] for i in self.key] if self.key else list(row)
-
-
-Batch = tuple[list[list[str]], list[int]]  # one list of values per field, and line numbers
-
-
 def read_batches(path: Path | str, fields: Fields, report: reading.Report) -> Iterator[Batch]:
     """Rows of one shard, ``BATCH_ROWS`` at a time: the fields' values and each row's line.
 
@@ -145,14 +117,16 @@ def read_batches(path: Path | str, fields: Fields, report: reading.Report) -> It
         fields: the fields to read.
         report: where bad rows and replaced bytes go (skipped within its bound, else refused).
     """
+    from lstm_recipes.data import records
+
     path = Path(path)
     fmt = file_format(path)
     rows = {
         "csv": _csv_rows,
         "tsv": _tsv_rows,
         "jsonl": _jsonl_rows,
-        "parquet": _parquet_rows,
-        "tfrecord": _tfrecord_rows,
+        "parquet": records.parquet_rows,
+        "tfrecord": records.tfrecord_rows,
     }[fmt](path, fields, report)
     columns: list[list[str]] = [[] for _ in fields.names]
     lines: list[int] = []
@@ -259,16 +233,6 @@ def _wide_lines(path: Path, report: reading.Report) -> Iterator[tuple[int, str |
         raise UserError(f"{path}: cannot read past line {number:,}: {e}") from None
 
 
-def _header(path: Path, names: list[str], found: list[str]) -> list[int]:
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise UserError(
-            f"expected columns {', '.join(names)} in {path}; missing {', '.join(missing)}, "
-            f"found {', '.join(found) or 'no header'} (choose others with --set)"
-        )
-    return [found.index(n) for n in names]
-
-
 def tsv_columns(path: Path, fields: Fields, report: reading.Report) -> tuple[list[int], int | None]:
     """The column index of each field in a TSV shard, and its width (None when headerless:
     ``fields.positions`` give the columns and rows may be wider).
@@ -282,7 +246,7 @@ def tsv_columns(path: Path, fields: Fields, report: reading.Report) -> tuple[lis
         return list(fields.positions), None
     first = next((text for _, text in decoded_lines(path, report) if text is not None), None)
     found = (first or "").split("\t")
-    return _header(path, list(fields.names), found), len(found)
+    return header_columns(path, list(fields.names), found), len(found)
 
 
 def _tsv_rows(path: Path, fields: Fields, report: reading.Report):
@@ -294,7 +258,7 @@ def _tsv_rows(path: Path, fields: Fields, report: reading.Report):
         if first is None:
             return
         found = first.split("\t")
-        indices, width = _header(path, list(fields.names), found), len(found)
+        indices, width = header_columns(path, list(fields.names), found), len(found)
     need = max(indices) + 1
     for number, text in lines:
         if text is None or not text.strip(ASCII_SPACE):
@@ -324,7 +288,7 @@ def _csv_rows(path: Path, fields: Fields, report: reading.Report):
         found = next(reader, None)
         if found is None:
             return
-        indices = _header(path, list(fields.names), found)
+        indices = header_columns(path, list(fields.names), found)
         width = len(found)
         start = at[0] + 1
         for values in reader:
@@ -364,89 +328,4 @@ def _jsonl_rows(path: Path, fields: Fields, report: reading.Report):
                 f"{', '.join(row) or 'none'}; choose others with --set)",
             )
             continue
-        yield number, [_text(row[n]) for n in fields.names]
-
-
-def _text(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)):  # pre-tokenized text
-        return " ".join(map(str, value))
-    return str(value)
-
-
-# ----------------------------------------------------------------------------- binary formats
-
-
-def _parquet_rows(path: Path, fields: Fields, report: reading.Report):
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise UserError(
-            f"reading {path} needs pyarrow: pip install 'lstm-recipes[parquet]' (or pyarrow)"
-        ) from None
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as e:  # pyarrow raises its own ArrowInvalid, OSError, ...
-        raise UserError(f"expected a Parquet file at {path}, found: {e}") from None
-    found = parquet.schema_arrow.names
-    _header(path, list(fields.names), found)
-    row = 0
-    try:
-        # One row group at a time: memory is bounded by the largest row group.
-        for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group, columns=list(fields.names))
-            columns = [table.column(n).to_pylist() for n in fields.names]
-            for values in zip(*columns):
-                row += 1
-                if any(v is None for v in values):
-                    report.bad_row(f"{path}: row {row:,}", "expected a value, found null")
-                    continue
-                yield row, [_text(v) for v in values]
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"{path}: cannot read past row {row:,}: {e}") from None
-
-
-def _tfrecord_rows(path: Path, fields: Fields, report: reading.Report):
-    import tensorflow as tf
-
-    compression = "GZIP" if path.name.lower().endswith(".gz") else ""
-    records = tf.data.TFRecordDataset(str(path), compression_type=compression)
-    row = 0
-    try:
-        for batch in records.batch(BATCH_ROWS).as_numpy_iterator():
-            for serialized in batch:
-                row += 1
-                try:
-                    example = tf.train.Example.FromString(serialized)
-                except Exception:
-                    report.bad_row(f"{path}: record {row:,}", "expected a tf.train.Example")
-                    continue
-                values = [_feature_text(example, n) for n in fields.names]
-                missing = [n for n, v in zip(fields.names, values) if v is None]
-                if missing:
-                    found = ", ".join(sorted(example.features.feature)) or "none"
-                    report.bad_row(
-                        f"{path}: record {row:,}",
-                        f"expected features {', '.join(fields.names)}; missing "
-                        f"{', '.join(missing)} (found {found}; choose others with --set)",
-                    )
-                    continue
-                yield row, values
-    except tf.errors.OpError as e:
-        raise UserError(f"{path}: cannot read past record {row:,}: {e.message}") from None
-
-
-def _feature_text(example, name: str) -> str | None:
-    feature = example.features.feature.get(name)
-    if feature is None:
-        return None
-    kind = feature.WhichOneof("kind")
-    if kind is None:
-        return None
-    values = list(getattr(feature, kind).value)
-    if kind == "bytes_list":
-        values = [v.decode("utf-8", errors="replace") for v in values]
-    return " ".join(map(str, values)) if len(values) != 1 else str(values[0])
+        yield number, [text_value(row[n]) for n in fields.names]

@@ -192,7 +192,14 @@ class Stream:
                     shown = time.time()
                     progress(f"fitting: {done:,} of {self.size:,} training rows", done, t0)
 
-    def dataset(self, worker: int = 0, workers: int = 1):
+    def dataset(
+        self,
+        worker: int = 0,
+        workers: int = 1,
+        elements: Callable[[Iterator[list[list]]], Iterator[tuple]] | None = None,
+        signature: tuple | None = None,
+        seed: int | None = None,
+    ):
         """A ``tf.data.Dataset`` of training examples (tuples of scalar strings), reading the
         shards again on every iteration, interleaved four at a time.
 
@@ -201,6 +208,12 @@ class Stream:
             workers: how many workers read the corpus. With at least as many shards, each
                 worker reads only its own shards (``files[worker::workers]``); otherwise every
                 worker reads all and keeps every ``workers``-th example.
+            elements: one shard's training rows (batches of fields, as ``batches`` gives them)
+                -> the dataset's elements, for rows that are not text (e.g. frame sequences,
+                cut into windows); None: each row as a tuple of UTF-8 strings.
+            signature: the ``tf.TensorSpec`` of each part of an element (with ``elements``).
+            seed: shuffle the order of the shards every iteration with this seed (None: in
+                name order).
         """
         import tensorflow as tf
 
@@ -213,25 +226,34 @@ class Stream:
                 + ", ".join(Path(p).name for p in paths),
                 flush=True,
             )
-        if self.native(paths):
-            ds = self._tsv_dataset(paths)
+        if elements is None and self.native(paths):
+            ds = self._tsv_dataset(paths, seed)
         else:
-            signature = tuple(tf.TensorSpec([None], tf.string) for _ in self.fields.names)
+            if elements is None:
+                signature = tuple(tf.TensorSpec([None], tf.string) for _ in self.fields.names)
 
-            def generate(path):
-                for columns in self._rows(path.decode(), self._quiet_report()):
-                    yield tuple(
-                        np.array([v.encode("utf-8") for v in c], dtype=object) for c in columns
-                    )
+                def generate(path):
+                    for columns in self._rows(path.decode(), self._quiet_report()):
+                        yield tuple(
+                            np.array([v.encode("utf-8") for v in c], dtype=object) for c in columns
+                        )
+            else:
 
-            ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
+                def generate(path):
+                    yield from elements(self._rows(path.decode(), self._quiet_report()))
+
+            files = tf.data.Dataset.from_tensor_slices(paths)
+            if seed is not None:
+                files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+            ds = files.interleave(
                 lambda path: tf.data.Dataset.from_generator(
                     generate, args=(path,), output_signature=signature
                 ),
                 cycle_length=min(4, len(paths)),
                 block_length=1,
             )
-        ds = ds.unbatch()
+        if elements is None:
+            ds = ds.unbatch()
         if not by_file and workers > 1:
             ds = ds.shard(workers, worker)
         # The workers' shards are chosen here; tf.distribute must not shard them again.
@@ -254,7 +276,7 @@ class Stream:
             and all(shards.file_format(Path(p)) == "tsv" and p in self.clean for p in paths)
         )
 
-    def _tsv_dataset(self, paths: list[str]):
+    def _tsv_dataset(self, paths: list[str], seed: int | None):
         """Batches of training rows of TSV shards, parsed, stripped and split in tf.data."""
         import tensorflow as tf
 
@@ -264,7 +286,7 @@ class Stream:
         header = tf.constant([0 if self.fields.positions else 1 for _ in paths], tf.int64)
         gz = tf.constant([p.lower().endswith(".gz") for p in paths])
         fields, key = len(self.fields.names), list(self.fields.key or range(len(self.fields.names)))
-        start, keep, seed = self.start, self.keep, _hash_key(self.seed)
+        start, keep, hash_key = self.start, self.keep, _hash_key(self.seed)
 
         need = max(max(indices) for indices, _ in layouts) + 1
 
@@ -284,7 +306,7 @@ class Stream:
             joined = tf.strings.reduce_join(
                 tf.stack([values[i] for i in key], 1), axis=1, separator="\x1f"
             )
-            buckets = tf.strings.to_hash_bucket_strong(joined, _HASH_BUCKETS, seed)
+            buckets = tf.strings.to_hash_bucket_strong(joined, _HASH_BUCKETS, hash_key)
             at = tf.cast(buckets, tf.float64) / _HASH_BUCKETS
             bins = tf.cast((at - start) / (1.0 - start) * _BINS, tf.int64)
             kept &= (at >= start) & (bins < keep)
@@ -296,9 +318,10 @@ class Stream:
             batches = lines.enumerate().batch(shards.BATCH_ROWS)
             return batches.map(lambda n, text: parse(n, text, indices, skip))
 
-        return tf.data.Dataset.from_tensor_slices((paths, columns, header, gz)).interleave(
-            read, cycle_length=min(4, len(paths)), block_length=1
-        )
+        files = tf.data.Dataset.from_tensor_slices((paths, columns, header, gz))
+        if seed is not None:
+            files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        return files.interleave(read, cycle_length=min(4, len(paths)), block_length=1)
 
 
 def progress(what: str, done: int, t0: float) -> None:
