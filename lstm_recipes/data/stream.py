@@ -66,6 +66,7 @@ class Stream:
         bins: training rows per bin of positions, from ``load`` (for ``sample``).
         reader: reads one shard's rows in batches (``shards.read_batches``, or a recipe's
             own, e.g. CoNLL sentence blocks or a TFDS split).
+        batch_rows: training rows per batch that ``batches`` and ``dataset`` pass on.
     """
 
     files: list[str]
@@ -80,6 +81,7 @@ class Stream:
     counts: dict = dataclasses.field(default_factory=dict)
     bins: np.ndarray | None = dataclasses.field(default=None, repr=False)
     reader: Reader = shards.read_batches
+    batch_rows: int = shards.BATCH_ROWS
 
     def __len__(self) -> int:
         return self.size
@@ -119,7 +121,7 @@ class Stream:
                 if self.is_train(list(row)):
                     for column, value in zip(kept, row):
                         column.append(value)
-            if len(kept[0]) >= shards.BATCH_ROWS:
+            if len(kept[0]) >= self.batch_rows:
                 yield kept
                 kept = [[] for _ in self.fields.names]
         if kept[0]:
