@@ -73,7 +73,7 @@ PREDICT_EXAMPLE = '--prompt "ROMEO:" --chars 300'
 class Config:
     unit: Literal["chars", "bytes"] = "chars"  # model characters, or UTF-8 bytes
     text_column: str = "text"  # TFDS feature holding the text
-    max_examples: int = 0  # use only the first N characters of the data (0: all)
+    max_examples: int = 0  # use the first N characters (0: all); a glob: about N, in whole blocks
     validation_size: float = 0.05  # text after training, for validation: share (< 1) or chars
     test_size: float = 0.05  # the last text, for test when no --test-data: a share or characters
     seq_length: int = 50  # window length for truncated backpropagation
