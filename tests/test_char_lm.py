@@ -278,3 +278,205 @@ def test_bytes_unit_end_to_end(tmp_path):
 def test_served_char_lm_edge_inputs(char_run):
     results = run_edge_inputs(char_run / "export" / "1")
     assert {r["signature"] for r in results} == {"serving_default", "generate"}
+
+
+# ----------------------------------------------------------------------------- streamed shards
+
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "mat",
+    "dog",
+    "log",
+    "ran",
+    "far",
+    "away",
+    "home",
+    "naïve",
+    "café",
+    "🎭",
+]
+
+
+def text_shards(folder, files: int = 4, lines: int = 300, seed: int = 0):
+    """Numbered lines of words dealt into .txt.gz files; returns their glob and every line."""
+    import gzip
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    every = []
+    for i in range(files):
+        part = [f"{folder.name} {i}:{n} " + " ".join(rng.choices(WORDS, k=6)) for n in range(lines)]
+        with gzip.open(folder / f"part-{i:03d}.txt.gz", "wt", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in part)
+        every += part
+    return str(folder / "part-*.txt.gz"), every
+
+
+def train_blocks(splits) -> list[str]:
+    return [block for (column,) in splits.train.batches() for block in column]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    from lstm_recipes.data import charstream
+
+    # Blocks of 600 characters: a corpus of a few hundred KB has about a hundred of them.
+    monkeypatch.setattr(charstream, "BLOCK_CHARS", 600)
+    return 600
+
+
+def test_text_shards_give_disjoint_blocks_that_cover_the_corpus_the_same_on_a_rerun(
+    tmp_path, small_blocks
+):
+    config = recipe_lib.resolve_config(
+        char_lm, "tiny", ["max_examples=0", "validation_size=0.1", "test_size=0.1"]
+    )
+    spec, lines = text_shards(tmp_path / "corpus")
+    splits = char_lm.load_data(config, spec)
+    blocks = train_blocks(splits)
+    assert all(len(b) <= small_blocks and b.endswith("\n") for b in blocks)  # cut at line ends
+    train = [line for b in blocks for line in b.splitlines()]
+    validation, test = splits.validation.splitlines(), splits.test.splitlines()
+    assert validation and test and len(splits.train) == len(blocks)
+    assert not set(train) & set(validation) and not set(train) & set(test)
+    assert not set(validation) & set(test)
+    assert sorted(train + validation + test) == sorted(lines)  # each line exactly once
+    again = char_lm.load_data(config, spec)
+    assert (again.validation, again.test, train_blocks(again)) == (
+        splits.validation,
+        splits.test,
+        blocks,
+    )
+    # A new file joins the corpus: every old block keeps its split.
+    text_shards(tmp_path / "corpus", files=5, lines=300)
+    grown = char_lm.load_data(config, spec)
+    grown_train = {line for b in train_blocks(grown) for line in b.splitlines()}
+    assert set(grown.validation.splitlines()) & set(lines) == set(validation)
+    assert set(grown.test.splitlines()) & set(lines) == set(test)
+    assert grown_train & set(lines) == set(train)
+
+
+def test_max_examples_on_shards_keeps_about_that_many_characters_in_whole_blocks(
+    tmp_path, small_blocks
+):
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_examples=6000"])
+    splits = char_lm.load_data(config, text_shards(tmp_path / "corpus")[0])
+    blocks = train_blocks(splits)
+    assert len(blocks) == len(splits.train) and 10 <= len(blocks) <= 12  # 6,000 / 600
+    assert sum(map(len, blocks)) <= 12 * small_blocks
+
+
+@pytest.mark.parametrize("unit", ["chars", "bytes"])
+def test_streamed_batches_are_the_in_memory_encoding_of_each_block(tmp_path, small_blocks, unit):
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_examples=0", f"unit={unit}"])
+    splits = char_lm.load_data(config, text_shards(tmp_path / "corpus")[0])
+    blocks = train_blocks(splits)
+    prep = char_lm.fit_preprocessing(config, splits.train)
+    if unit == "chars":
+        assert prep["vocabulary"] == sorted(set("".join(blocks)))
+        # A character training never saw maps to id 0 in both paths, as CharCodec does.
+        prep["vocabulary"].remove("🎭")
+    streamed = [
+        (tuple(x), tuple(y))
+        for xs, ys in char_lm.batches(config, prep, splits.train, training=True)
+        for x, y in zip(xs.numpy().tolist(), ys.numpy().tolist())
+    ]
+    in_memory = [
+        (tuple(x), tuple(y))
+        for block in blocks
+        for xs, ys in char_lm.batches(config, prep, block, training=False)
+        for x, y in zip(xs.numpy().tolist(), ys.numpy().tolist())
+    ]
+    assert len(streamed) > 100 and sorted(streamed) == sorted(in_memory)
+    assert any(0 in x for x, _ in streamed) == (unit == "chars")
+    assert streamed != in_memory  # shuffled
+
+
+def test_validation_data_is_a_plain_file_for_a_file_and_for_shards(tmp_path, small_blocks):
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_examples=0", "test_size=0.1"])
+    path, held = tmp_path / "t.txt", tmp_path / "held.txt"
+    path.write_text("".join(f"line {i}. " for i in range(2000)), encoding="utf-8")
+    held.write_text("held-out text. " * 40, encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    splits = char_lm.load_data(config, str(path), validation_data=str(held))
+    assert splits.validation == held.read_text(encoding="utf-8")
+    # The in-order cut keeps what would have been validation in training.
+    assert splits.train + splits.test == text and len(splits.test) == round(0.1 * len(text))
+
+    spec, lines = text_shards(tmp_path / "corpus")
+    streamed = char_lm.load_data(config, spec, validation_data=str(held))
+    assert streamed.validation == held.read_text(encoding="utf-8")
+    train = [line for b in train_blocks(streamed) for line in b.splitlines()]
+    assert sorted(train + streamed.test.splitlines()) == sorted(lines)
+
+    # And a glob as the validation text of a file: its lines in file order.
+    from_glob = char_lm.load_data(config, str(path), validation_data=spec)
+    assert from_glob.validation == "".join(line + "\n" for line in lines)
+
+
+def test_stateful_training_on_shards_is_refused_in_one_line(tmp_path, small_blocks):
+    spec, _ = text_shards(tmp_path / "corpus")
+    result = CliRunner().invoke(
+        main,
+        ["train", "char_lm", "--preset", "tiny", "--data", spec, "--set", "stateful=true"],
+    )
+    assert result.exit_code == 2 and "expected the text in order for stateful=true" in result.output
+    assert "give one file or a folder" in result.output and "Traceback" not in result.output
+
+
+def test_a_non_utf8_line_in_a_text_shard_names_its_file_and_line_and_replace_counts_it(
+    tmp_path, small_blocks
+):
+    import gzip
+
+    from lstm_recipes.data import reading
+
+    spec, _ = text_shards(tmp_path / "corpus")
+    bad = tmp_path / "corpus" / "part-002.txt.gz"
+    lines = gzip.decompress(bad.read_bytes()).split(b"\n")
+    lines[122] = lines[122].replace(b"corpus", b"caf\xe9", 1)
+    bad.write_bytes(gzip.compress(b"\n".join(lines)))
+    args = ["run", "char_lm", "--preset", "tiny", "--data", spec, "--run-dir", str(tmp_path / "r")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    message = [line for line in result.output.splitlines() if "0xe9" in line]
+    assert len(message) == 1 and f"{bad}:123: expected utf-8 text, found byte 0xe9" in message[0]
+    # --set decode_errors=replace: the run reads its data with these options.
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["decode_errors=replace", "max_examples=0"])
+    with reading.options_of(config) as report:
+        splits = char_lm.load_data(config, spec)
+    assert report.replaced == 1 and report.replaced_in == {str(bad): 1}
+    everything = "".join(train_blocks(splits)) + splits.validation + splits.test
+    assert everything.count("caf\ufffd 2:122 ") == 1
+
+
+def test_char_lm_trains_evaluates_and_exports_on_a_glob_of_text_shards(tmp_path):
+    # Real block size (16,384 characters): about 50 blocks, 5 each held out.
+    spec, _ = text_shards(tmp_path / "corpus", files=3, lines=6000)
+    run_dir = tmp_path / "run"
+    result = cli_ok(
+        "run",
+        "char_lm",
+        "--preset",
+        "tiny",
+        "--data",
+        spec,
+        "--set",
+        "validation_size=0.1",
+        "--set",
+        "test_size=0.1",
+        "--run-dir",
+        str(run_dir),
+    )
+    assert "train: blocks of up to 16,384 characters, streamed" in result.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert np.isfinite(metrics["bits_per_char"]) and metrics["characters"] > 16_384
+    assert len(list(csv.DictReader((run_dir / "history.csv").open()))) == 1
+    meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
+    assert set(meta["signatures"]) == {"generate", "serving_default"}
+    prep = json.loads((run_dir / "preprocessing.json").read_text())
+    assert "🎭" in prep["vocabulary"]

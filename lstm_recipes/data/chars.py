@@ -64,3 +64,46 @@ class CharCodec:
     def text(self, ids):
         """int32 ids (..., time) -> strings (...)."""
         return tf.strings.reduce_join(tf.gather(self.pieces, ids), axis=-1)
+
+
+def window_batches(
+    blocks: tf.data.Dataset,
+    codec: CharCodec,
+    length: int,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int,
+    shuffle_blocks: int = 256,
+    shuffle_windows: int = 20_000,
+) -> tf.data.Dataset:
+    """Batches of (window, next-character window) from a dataset of texts, in graph.
+
+    Each text is cut as a text in memory is: windows of ``length`` ids and the same shifted by
+    one, one after another (the last ``length + 1`` ids of one window overlap the next by
+    one); the rest of a text too short for another window is dropped.
+
+    Args:
+        blocks: scalar strings (e.g. ``stream.Stream.dataset()``'s one-field rows).
+        codec: maps characters (or bytes) to ids, unseen characters to 0.
+        length: window length.
+        batch_size: windows per batch.
+        training: shuffle blocks and windows (within the buffers) when True.
+        seed: shuffle seed.
+        shuffle_blocks: blocks held for shuffling (the windows of one block are contiguous).
+        shuffle_windows: windows held for shuffling.
+    """
+
+    def cut(text):
+        ids = codec.ids(codec.split(text))
+        windows = tf.maximum(tf.size(ids) - 1, 0) // length
+        x = tf.reshape(ids[: windows * length], [windows, length])
+        y = tf.reshape(ids[1 : windows * length + 1], [windows, length])
+        return x, y
+
+    if training:
+        blocks = blocks.shuffle(shuffle_blocks, seed=seed, reshuffle_each_iteration=True)
+    windows = blocks.map(cut, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if training:
+        windows = windows.shuffle(shuffle_windows, seed=seed, reshuffle_each_iteration=True)
+    return windows.batch(batch_size).prefetch(tf.data.AUTOTUNE)

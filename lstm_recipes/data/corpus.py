@@ -41,12 +41,21 @@ class Source:
         find: a spec -> its shard names (default: a glob, a folder, a Parquet/TFRecord file).
         count: shard names -> about how many rows, to turn a ``validation_size`` count into a
             share (default: lines, or Parquet/TFRecord records; None: read them all).
+        batch_rows: training rows per batch of the stream (default ``shards.BATCH_ROWS``);
+            fewer for large rows, such as blocks of text, to bound the memory of a batch.
+        holdout_cap: validation or test rows kept in memory at most (default ``HOLDOUT_CAP``).
     """
 
     fields: Fields
     reader: Reader = shards.read_batches
     find: Callable[[str], list] = shards.find
     count: Callable[[list], int] | None = None
+    batch_rows: int | None = None
+    holdout_cap: int | None = None
+
+    def cap(self) -> int:
+        """Held-out rows kept at most (read when called, so that tests can lower the default)."""
+        return self.holdout_cap or HOLDOUT_CAP
 
     def paths(self, spec: str) -> list[str]:
         """The shard names of a spec, as strings."""
@@ -166,7 +175,7 @@ def load(
             f"expected validation_size + test_size below 1, got {validation_share} + {test_share}"
         )
     cut_test, start = test_share, test_share + validation_share
-    validation, test, dropped = [], [], 0
+    validation, test, dropped, cap = [], [], 0, source.cap()
     counts: collections.Counter = collections.Counter()
     rows = train = 0
     bins = np.zeros(_BINS + 1, np.int64)
@@ -187,7 +196,7 @@ def load(
                         counts[row[count_field]] += 1
                 else:
                     held = test if at < cut_test else validation
-                    if len(held) < HOLDOUT_CAP:
+                    if len(held) < cap:
                         held.append(tuple(row))
                     else:
                         dropped += 1
@@ -205,7 +214,7 @@ def load(
     )
     if dropped:
         print(
-            f"kept the first {HOLDOUT_CAP:,} validation and test examples each; {dropped:,} more "
+            f"kept the first {cap:,} validation and test examples each; {dropped:,} more "
             "fell in those splits and are used by neither (set validation_size / test_size to a "
             "count such as 5000)",
             flush=True,
@@ -230,12 +239,14 @@ def load(
         bins,
         source.reader,
         frozenset(clean),
+        source.batch_rows or shards.BATCH_ROWS,
     )
     return Loaded(stream, validation, test, counts, rows, seconds)
 
 
 def read_all(spec: str | list[str], fields: Fields | Source) -> list[tuple[str, ...]]:
-    """Every row of a (small) sharded set, e.g. a ``--test-data`` glob, at most ``HOLDOUT_CAP``.
+    """Every row of a (small) sharded set, e.g. a ``--test-data`` glob, at most ``HOLDOUT_CAP``
+    (or the source's ``holdout_cap``).
 
     Args:
         spec: a glob, folder or file (or the shard names themselves).
@@ -243,13 +254,13 @@ def read_all(spec: str | list[str], fields: Fields | Source) -> list[tuple[str, 
     """
     source = fields if isinstance(fields, Source) else Source(fields)
     paths = list(spec) if isinstance(spec, list) else source.paths(spec)
-    rows = []
+    rows, cap = [], source.cap()
     for path in paths:
         for columns, _ in source.reader(path, source.fields, reading.current()):
             rows.extend(zip(*columns))
-            if len(rows) >= HOLDOUT_CAP:
-                print(f"using the first {HOLDOUT_CAP:,} rows of {spec}", flush=True)
-                return rows[:HOLDOUT_CAP]
+            if len(rows) >= cap:
+                print(f"using the first {cap:,} rows of {spec}", flush=True)
+                return rows[:cap]
     return rows
 
 

@@ -159,11 +159,15 @@ def open_shard(path: Path):
 
 
 def decoded_lines(path: Path, report: reading.Report) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) of each line; text is None for a line that could not be decoded
-    and was skipped.
+    """(line number, text) of each line of a shard, without its line end; text is None for a
+    line that could not be decoded and was skipped (``report`` refuses it past its bound).
 
     Decodes 4 MiB at a time, line by line only in a block that holds an undecodable byte (to
     name its line): per-line reads of a gzip stream ran at a third of the speed.
+
+    Args:
+        path: the shard (gzip when its name ends in ``.gz``).
+        report: the run's encoding and ``decode_errors``; where undecodable lines go.
     """
     if "\n".encode(report.encoding, errors="ignore") != b"\n":  # UTF-16/32: bytes of "\n" differ
         yield from _wide_lines(path, report)

@@ -106,6 +106,7 @@ class Stream:
         reader: reads one shard's rows in batches (``shards.read_batches``, or a recipe's
             own, e.g. CoNLL sentence blocks or a TFDS split).
         clean: the shards in which the checking pass skipped and replaced nothing.
+        batch_rows: training rows per batch that ``batches`` and ``dataset`` pass on.
     """
 
     files: list[str]
@@ -121,6 +122,7 @@ class Stream:
     bins: np.ndarray | None = dataclasses.field(default=None, repr=False)
     reader: Reader = shards.read_batches
     clean: frozenset = frozenset()
+    batch_rows: int = shards.BATCH_ROWS
 
     def __len__(self) -> int:
         return self.size
@@ -170,7 +172,7 @@ class Stream:
             mask = self.train_mask(columns)
             for column, values in zip(kept, columns):
                 column.extend(v for v, keep in zip(values, mask) if keep)
-            if len(kept[0]) >= shards.BATCH_ROWS:
+            if len(kept[0]) >= self.batch_rows:
                 yield kept
                 kept = [[] for _ in self.fields.names]
         if kept[0]:
