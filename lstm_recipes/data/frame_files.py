@@ -140,22 +140,14 @@ class LongCsvShards:
             report: the run's reading settings.
         """
         found = header(path, report)
-        needed = [self.sequence_column, self.step_column, self.label_column]
-        needed += [self.group_column] if self.group_column else []
-        missing = [c for c in needed if c not in found]
-        if missing:
-            raise UserError(
-                f"expected columns {', '.join(needed)} in {path}; missing {', '.join(missing)}, "
-                f"found {', '.join(found) or 'no header'} (choose others with --set)"
-            )
-        twice = sorted({c for c in found if found.count(c) > 1})
-        if twice:
-            raise UserError(
-                f"expected each column once in the header of {path}, found {twice[0]!r} twice"
-            )
-        features = [c for c in found if c not in needed]
-        if not features:
-            raise UserError(f"{path}: expected at least one feature column besides {needed}")
+        features = frames.long_csv_features(
+            path,
+            found,
+            self.sequence_column,
+            self.step_column,
+            self.label_column,
+            self.group_column,
+        )
         return found, features
 
     def __call__(self, path, fields: Fields, report: reading.Report) -> Iterator[shards.Batch]:

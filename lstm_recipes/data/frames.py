@@ -117,16 +117,31 @@ def read_long_csv(
         raise UserError(f"{path}:{reader.line_num}: expected well-formed CSV, found: {e}") from None
 
 
-def _long_csv_recordings(path, reader, sequence_column, step_column, label_column, group_column):
-    header = next(reader, None)
-    if not header:
-        raise UserError(f"{path} is empty; expected a header and at least one row")
+def long_csv_features(
+    path: Path,
+    header: list[str],
+    sequence_column: str,
+    step_column: str,
+    label_column: str,
+    group_column: str = "",
+) -> list[str]:
+    """The feature columns of a long CSV's header (every column the config does not name),
+    with a one-line error for a missing, repeated or absent column.
+
+    Args:
+        path: the file, for messages.
+        header: its header's column names.
+        sequence_column: the column naming each frame's sequence.
+        step_column: the column ordering frames within a sequence.
+        label_column: the column of frame labels.
+        group_column: optional column grouping sequences for splitting.
+    """
     needed = [sequence_column, step_column, label_column] + ([group_column] if group_column else [])
     missing = [c for c in needed if c not in header]
     if missing:
         raise UserError(
             f"expected columns {', '.join(needed)} in {path}; missing {', '.join(missing)}, "
-            f"found {', '.join(header)} (choose others with --set)"
+            f"found {', '.join(header) or 'no header'} (choose others with --set)"
         )
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
@@ -136,6 +151,16 @@ def _long_csv_recordings(path, reader, sequence_column, step_column, label_colum
     features = [c for c in header if c not in needed]
     if not features:
         raise UserError(f"{path}: expected at least one feature column besides {needed}")
+    return features
+
+
+def _long_csv_recordings(path, reader, sequence_column, step_column, label_column, group_column):
+    header = next(reader, None)
+    if not header:
+        raise UserError(f"{path} is empty; expected a header and at least one row")
+    features = long_csv_features(
+        path, header, sequence_column, step_column, label_column, group_column
+    )
     index = {c: header.index(c) for c in header}
     rows: dict[str, list] = {}
     groups: dict[str, str] = {}

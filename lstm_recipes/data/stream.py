@@ -229,6 +229,7 @@ class Stream:
                 flush=True,
             )
         if elements is None and self.native(paths):
+            print(f"input: {len(paths)} clean TSV shard(s), parsed by tf.data ops", flush=True)
             ds = self._tsv_dataset(paths, seed)
         else:
             if elements is None:
