@@ -23,7 +23,7 @@ import numpy as np
 
 from lstm_recipes.data import Splits, reading, shards
 from lstm_recipes.data.shards import Fields
-from lstm_recipes.data.stream import _BINS, Reader, Stream, _bin, key_text, positions, progress
+from lstm_recipes.data.stream import _BINS, Reader, Stream, _bin, key_texts, positions, progress
 from lstm_recipes.errors import UserError
 
 HOLDOUT_CAP = 50_000  # validation or test examples kept in memory at most
@@ -185,7 +185,7 @@ def load(
         before = report.skipped_count, report.replaced
         for columns, _ in source.reader(path, source.fields, report):
             rows_of = list(zip(*columns))
-            places = positions([key_text(source.fields.key_of(r)) for r in rows_of], seed)
+            places = positions(key_texts(rows_of, source.fields), seed)
             for row, at in zip(rows_of, places.tolist()):
                 if at >= start:
                     train += 1

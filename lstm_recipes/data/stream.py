@@ -76,6 +76,18 @@ def key_text(values) -> str:
     return "\x1f".join(values)
 
 
+def key_texts(rows: list, fields: Fields) -> list[str]:
+    """``key_text`` of every row of a batch (rows as tuples of field values).
+
+    Args:
+        rows: the rows.
+        fields: their fields (``fields.key`` picks the hashed ones; all when empty).
+    """
+    if not fields.key:
+        return ["\x1f".join(row) for row in rows]
+    return ["\x1f".join([row[i] for i in fields.key]) for row in rows]
+
+
 def position(values: list[str], seed: int) -> float:
     """``positions`` of one row.
 
@@ -160,8 +172,7 @@ class Stream:
         Args:
             columns: the batch, one list of values per field.
         """
-        rows = list(zip(*columns))
-        at = positions([key_text(self.fields.key_of(row)) for row in rows], self.seed)
+        at = positions(key_texts(list(zip(*columns)), self.fields), self.seed)
         bins = ((at - self.start) / (1.0 - self.start) * _BINS).astype(np.int64)
         return (at >= self.start) & (bins < self.keep)
 
@@ -319,12 +330,20 @@ class Stream:
             compression = tf.where(compressed, "GZIP", "")
             lines = tf.data.TextLineDataset(path, compression_type=compression).skip(skip)
             batches = lines.enumerate().batch(shards.BATCH_ROWS)
-            return batches.map(lambda n, text: parse(n, text, indices, skip))
+            return batches.map(
+                lambda n, text: parse(n, text, indices, skip),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
 
         files = tf.data.Dataset.from_tensor_slices((paths, columns, header, gz))
         if seed is not None:
             files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        return files.interleave(read, cycle_length=min(4, len(paths)), block_length=1)
+        return files.interleave(
+            read,
+            cycle_length=min(4, len(paths)),
+            block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE,  # deterministic: the order stays the same
+        )
 
 
 def progress(what: str, done: int, t0: float) -> None:
