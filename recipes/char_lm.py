@@ -55,7 +55,8 @@ DATA_FORMS = {
     "memory, its splits joined and cut in order)",
     "FILE[.gz]": "any UTF-8 text file",
     "FOLDER/": "every .txt / .txt.gz file in it, in name order, joined",
-    "'SHARDS-*.txt[.gz]'": "a glob: a corpus streamed in blocks of lines (up to 16,384 "
+    "'SHARDS-*.txt[.gz]'|.parquet|.tfrecord": "a glob (or a Parquet / TFRecord file, text in "
+    "text_column): a corpus streamed in blocks of lines (up to 16,384 "
     "characters) split by a hash of each block; max_examples and counts of validation_size / "
     "test_size round to whole blocks; not with stateful=true",
 }
@@ -72,7 +73,7 @@ PREDICT_EXAMPLE = '--prompt "ROMEO:" --chars 300'
 @dataclasses.dataclass(frozen=True)
 class Config:
     unit: Literal["chars", "bytes"] = "chars"  # model characters, or UTF-8 bytes
-    text_column: str = "text"  # TFDS feature holding the text
+    text_column: str = "text"  # TFDS feature, Parquet column or TFRecord feature of the text
     max_examples: int = 0  # use the first N characters (0: all); a glob: about N, in whole blocks
     validation_size: float = 0.05  # text after training, for validation: share (< 1) or chars
     test_size: float = 0.05  # the last text, for test when no --test-data: a share or characters
@@ -174,10 +175,10 @@ def load_data(
         cut = len(text) - test_chars - validation_chars
         train, validation = text[:cut], text[cut : len(text) - test_chars]
         if validation_data:
-            validation = charstream.held_out_text(validation_data, read)
+            validation = charstream.held_out_text(validation_data, read, config.text_column)
         test = text[len(text) - test_chars :]
         if test_data:
-            test = charstream.held_out_text(test_data, read)
+            test = charstream.held_out_text(test_data, read, config.text_column)
         splits = Splits(train, validation, test, source=f"{data} ({len(text):,} characters)")
         train_size = f"{len(train):,}"
     need, eval_need = 2 * (config.seq_length + 1), (config.eval_length or config.seq_length) + 1

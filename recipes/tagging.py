@@ -69,6 +69,8 @@ DATA_FORMS = {
     "tfds:NAME": "a TFDS tagging dataset, e.g. tfds:conll2003 (tag_column=ner, pos or chunks)",
     "'SHARDS-*.conll.gz'|FOLDER/": "CoNLL / CoNLL-U shards streamed sentence by sentence, "
     "split by a hash of each sentence's tokens",
+    "'SHARDS-*.parquet'|.tfrecord": "one sentence per row: a list of tokens and a list of tags "
+    "(token_column, tag_column; tokens, tags for the numeric defaults), streamed",
 }
 SIGNATURES = {
     "serving_default": "tokens: string[None, None] (+ features: string[None, None, K]) -> "

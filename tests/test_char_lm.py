@@ -480,3 +480,32 @@ def test_char_lm_trains_evaluates_and_exports_on_a_glob_of_text_shards(tmp_path)
     assert set(meta["signatures"]) == {"generate", "serving_default"}
     prep = json.loads((run_dir / "preprocessing.json").read_text())
     assert "🎭" in prep["vocabulary"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "tfrecord"])
+def test_parquet_and_tfrecord_documents_stream_as_the_same_blocks_as_text_files(
+    tmp_path, small_blocks, fmt
+):
+    spec, lines = text_shards(tmp_path / "corpus", files=2, lines=200)
+    documents = [lines[:200], lines[200:]]  # one document per text file, its lines kept
+    path = tmp_path / f"docs.{fmt}"
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"body": ["\n".join(d) for d in documents]}), path)
+    else:
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for d in documents:
+                text = tf.train.BytesList(value=["\n".join(d).encode()])
+                example = tf.train.Example(
+                    features=tf.train.Features(feature={"body": tf.train.Feature(bytes_list=text)})
+                )
+                writer.write(example.SerializeToString())
+    config = recipe_lib.resolve_config(char_lm, "tiny", ["max_examples=0", "text_column=body"])
+    from_text = char_lm.load_data(config, spec)
+    from_records = char_lm.load_data(config, str(path))
+    # A document is read as the lines of a text file: the same blocks, hence the same split.
+    assert sorted(train_blocks(from_records)) == sorted(train_blocks(from_text))
+    assert from_records.validation.splitlines() == from_text.validation.splitlines()
+    assert from_records.test.splitlines() == from_text.test.splitlines()

@@ -380,3 +380,39 @@ def test_a_shard_glob_trains_evaluates_and_exports_through_the_cli(tmp_path, mon
     assert json.loads((run / "data_report.json").read_text())["skipped_rows"] == 1
     assert json.loads((run / "run.json").read_text())["sizes"]["validation"] == len(held)
     assert (run / "export" / "1" / "saved_model.pb").exists()
+
+
+def test_parquet_long_shards_read_and_split_as_the_csv_shards(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sequences = frame_sequences()
+    csv_spec = write_long_shards(tmp_path / "csv", sequences)
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for i in range(3):
+        part = sequences[i::3]
+        columns = {"sequence_id": [], "subject": [], "step": [], "label": []}
+        columns.update({f"f{j}": [] for j in range(3)})
+        for sequence, subject, x, y in part:
+            for t in range(len(x)):
+                columns["sequence_id"].append(sequence)
+                columns["subject"].append(subject)
+                columns["step"].append(t)
+                columns["label"].append(str(y[t]))
+                for j in range(3):
+                    columns[f"f{j}"].append(float(x[t, j]))
+        pq.write_table(pa.table(columns), folder / f"part-{i:03d}.parquet", row_group_size=100)
+    config = glob_config("group_column=subject")
+
+    def by_id(splits):
+        parts = [streamed_train(splits), splits.validation, splits.test]
+        return [
+            {r.name.split(":")[1]: (r.frames.tobytes(), r.labels.tolist(), r.group) for r in part}
+            for part in parts
+        ]
+
+    from_csv = by_id(frame_labeling.load_data(config, csv_spec))
+    from_parquet = by_id(frame_labeling.load_data(config, str(folder / "part-*.parquet")))
+    assert from_parquet == from_csv  # the same sequences, frames, labels and split
+    assert sum(map(len, from_parquet)) == len(sequences)

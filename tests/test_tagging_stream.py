@@ -161,3 +161,46 @@ def test_a_tfds_tagging_dataset_streams_with_tag_names(tmp_path):
     assert len(splits.validation) > 0
     assert train[0][1] == [names[1], names[0], names[2]]  # tag ids as their names
     assert train[0][0][1:] == ["the", "cat"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "tfrecord"])
+def test_parquet_and_tfrecord_sentences_stream_like_conll_shards(tmp_path, fmt):
+    import tensorflow as tf
+
+    sentences = numbered(150)
+    conll_spec = write_shards(tmp_path / "conll", sentences)
+    path = tmp_path / f"sentences.{fmt}"
+    tokens = [[w for w, _, _ in s] for s in sentences]
+    tags = [[t for _, _, t in s] for s in sentences]
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"tokens": tokens, "tags": tags}), path, row_group_size=40)
+    else:
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for words, labels in zip(tokens, tags):
+                feature = {
+                    name: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[v.encode() for v in values])
+                    )
+                    for name, values in (("tokens", words), ("tags", labels))
+                }
+                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                writer.write(example.SerializeToString())
+    from_conll = tagging.load_data(TINY, conll_spec)
+    from_records = tagging.load_data(TINY, str(path))
+    assert isinstance(from_records.train, stream.Stream)
+    assert sorted(train_sentences(from_records.train)) == sorted(train_sentences(from_conll.train))
+    assert sorted(from_records.test) == sorted(from_conll.test)
+    assert sorted(from_records.validation) == sorted(from_conll.validation)
+
+
+def test_a_record_sentence_with_fewer_tags_than_tokens_is_a_bad_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"tokens": [["a", "b"], ["c"]], "tags": [["X"], ["Y"]]}), path)
+    with pytest.raises(UserError, match=r"example 1: expected as many 'tags' tags as tokens"):
+        tagging.load_data(TINY, str(path))

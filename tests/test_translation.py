@@ -155,8 +155,11 @@ def test_tfds_translation_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=20):
         splits = translation.load_data(TINY, "tfds:ted_hrlr_translate/pt_to_en")
+        train = [row for batch in splits.train.batches() for row in zip(*batch)]
     assert splits.sizes()["test"] == 20
-    assert all(isinstance(s, str) and isinstance(t, str) for s, t in splits.train)
+    # The train split streams (never a list); its rows are text pairs, read again on demand.
+    assert not isinstance(splits.train, list) and len(train) == len(splits.train) > 0
+    assert all(isinstance(s, str) and isinstance(t, str) for s, t in train)
 
 
 def test_builtin_dates_are_correct_and_deterministic():

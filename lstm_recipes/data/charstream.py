@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lstm_recipes.data import Splits, corpus, reading, shards
+from lstm_recipes.data import Splits, corpus, reading, records, shards
 from lstm_recipes.data.shards import Fields
 from lstm_recipes.data.stream import Stream
 from lstm_recipes.errors import UserError
@@ -29,33 +29,51 @@ BLOCK_CHARS = 16_384  # characters per block at most
 BATCH_BLOCKS = 64  # blocks per batch of the stream: about 1 MiB of text in flight per shard
 HOLDOUT_BLOCKS = 128  # validation or test blocks kept at most: about 2 MiB of text each
 FIT_BLOCKS = 65_536  # training blocks the characters are counted on at most: about 1 GiB
-FIELDS = Fields(("text",))
 _SUFFIXES = (".txt", ".txt.gz")
 
 
+_RECORDS = ("parquet", "tfrecord")  # a text column per row
+_END = object()  # after a document's lines: its last block ends there
+
+
 def is_stream_spec(spec: str) -> bool:
-    """True for a spec that streams: a glob (a file, a folder, ``builtin`` and ``tfds:`` are
-    read into memory and cut in order).
+    """True for a spec that streams: a glob, or a Parquet or TFRecord file (a text file, a
+    folder, ``builtin`` and ``tfds:`` are read into memory and cut in order).
 
     Args:
         spec: a ``--data``, ``--validation-data`` or ``--test-data`` value.
     """
-    return spec != "builtin" and not spec.startswith("tfds:") and glob.has_magic(spec)
+    if spec == "builtin" or spec.startswith("tfds:"):
+        return False
+    if glob.has_magic(spec):
+        return True
+    return Path(spec).is_file() and shards.file_format(Path(spec)) in _RECORDS
 
 
 def find(spec: str) -> list[Path]:
-    """The ``.txt``/``.txt.gz`` files matching a glob, sorted by name.
+    """The ``.txt``/``.txt.gz`` files, or the Parquet / TFRecord files, of a glob (sorted by
+    name) or the one Parquet or TFRecord file given.
 
     Args:
-        spec: the glob.
+        spec: the glob or file.
     """
     paths = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+    what = "files matching"
+    if not glob.has_magic(spec) and Path(spec).is_file():
+        paths, what = [Path(spec)], "a file at"
     if not paths:
         raise UserError(f"expected .txt or .txt.gz files matching {spec!r}, found none")
-    odd = [p for p in paths if not p.name.lower().endswith(_SUFFIXES)]
-    if odd:
+    kinds = {shards.file_format(p) if shards.file_format(p) in _RECORDS else "text" for p in paths}
+    odd = [
+        p
+        for p in paths
+        if shards.file_format(p) not in _RECORDS and not p.name.lower().endswith(_SUFFIXES)
+    ]
+    if odd or len(kinds) > 1:
+        found = odd[0].name if odd else ", ".join(sorted(kinds))
         raise UserError(
-            f"expected .txt or .txt.gz files matching {spec!r}, found {odd[0].name} among them"
+            f"expected .txt or .txt.gz files, or Parquet or TFRecord files, {what} {spec!r}; "
+            f"found {found}"
         )
     return paths
 
@@ -65,29 +83,43 @@ def read_blocks(path: Path | str, fields: Fields, report: reading.Report) -> Ite
     block texts and the line each block starts at.
 
     Args:
-        path: the ``.txt`` or ``.txt.gz`` file.
-        fields: ``FIELDS`` (one field; a block has nothing else).
+        path: the ``.txt`` or ``.txt.gz`` file, or a Parquet / TFRecord file whose rows' text
+            (each a document, its lines kept) is read as the lines of a text file.
+        fields: one field: the text column of a Parquet / TFRecord file.
         report: the run's encoding and ``decode_errors``; undecodable lines go there.
     """
     path = Path(path)
+    fmt = shards.file_format(path)
+    if fmt in _RECORDS:
+        read = records.parquet_rows if fmt == "parquet" else records.tfrecord_rows
+        lines = (
+            (number, line)
+            for number, (text,) in read(path, fields, report)
+            for line in [*text.split("\n"), _END]
+        )
+    else:
+        lines = shards.decoded_lines(path, report)
     limit = BLOCK_CHARS  # read per call, so that tests can make blocks small
     blocks: list[str] = []
     starts: list[int] = []
     parts: list[str] = []
     size = first = 0
-    for number, text in shards.decoded_lines(path, report):
+    for number, text in lines:
         if text is None:  # skipped (skip_bad_rows); the report has it
             continue
-        line = text + "\n"
-        for at in range(0, len(line), limit):
+        line = text + "\n" if text is not _END else ""
+        for at in range(0, len(line), limit) if line else [limit]:
             piece = line[at : at + limit]
-            if parts and size + len(piece) > limit:
+            # A document of a Parquet / TFRecord file ends its block, as a text file does.
+            if parts and (size + len(piece) > limit or text is _END):
                 blocks.append("".join(parts))
                 starts.append(first)
                 parts, size = [], 0
                 if len(blocks) == BATCH_BLOCKS:
                     yield [blocks], starts
                     blocks, starts = [], []
+            if text is _END:
+                continue
             if not parts:
                 first = number
             parts.append(piece)
@@ -119,9 +151,15 @@ def count_blocks(paths: list) -> int:
     return total
 
 
-def source() -> corpus.Source:
-    """How ``corpus.load`` reads a glob of text files: blocks, in small batches, few held out."""
-    return corpus.Source(FIELDS, read_blocks, find, count_blocks, BATCH_BLOCKS, HOLDOUT_BLOCKS)
+def source(text_column: str = "text") -> corpus.Source:
+    """How ``corpus.load`` reads a glob of text files: blocks, in small batches, few held out.
+
+    Args:
+        text_column: the column of a Parquet / TFRecord file that holds the text.
+    """
+    return corpus.Source(
+        Fields((text_column,)), read_blocks, find, count_blocks, BATCH_BLOCKS, HOLDOUT_BLOCKS
+    )
 
 
 def _blocks(size: float) -> float:
@@ -130,16 +168,17 @@ def _blocks(size: float) -> float:
     return size if size < 1 else max(1.0, size / BLOCK_CHARS)
 
 
-def held_out_text(spec: str, read_text: Callable[[str], str]) -> str:
+def held_out_text(spec: str, read_text: Callable[[str], str], text_column: str = "text") -> str:
     """The text of a ``--validation-data``/``--test-data`` spec: a glob's blocks joined (at
     most ``HOLDOUT_BLOCKS``), anything else as ``read_text`` reads it.
 
     Args:
         spec: the spec.
         read_text: spec -> its whole text (a file, a folder, builtin, tfds:).
+        text_column: the text column of Parquet / TFRecord files.
     """
     if is_stream_spec(spec):
-        return "".join(row[0] for row in corpus.read_all(spec, source()))
+        return "".join(row[0] for row in corpus.read_all(spec, source(text_column)))
     return read_text(spec)
 
 
@@ -174,7 +213,7 @@ def load(
     result = corpus.splits(
         data,
         test_data,
-        source(),
+        source(config.text_column),
         sized,
         lambda spec: [(read_text(spec),)],
         validation_data=validation_data,

@@ -39,10 +39,12 @@ _YIELD = 256  # sequences per batch of rows
 
 
 def kind(path: Path) -> str | None:
-    """``npz`` or ``csv`` (``.csv.gz`` too) from a file name, else None."""
+    """``npz``, ``csv`` (``.csv.gz`` too) or ``parquet`` from a file name, else None."""
     name = path.name.lower()
     if name.endswith(".npz"):
         return "npz"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
     return "csv" if name.removesuffix(".gz").endswith(".csv") else None
 
 
@@ -57,17 +59,31 @@ def find(spec: str) -> list[Path]:
         raise UserError(f"expected files matching {spec!r}, found none")
     odd = next((p for p in paths if kind(p) is None), None)
     if odd is not None:
-        raise UserError(f"expected .npz or .csv[.gz] files matching {spec!r}, found {odd.name}")
+        raise UserError(
+            f"expected .npz, .csv[.gz] or .parquet files matching {spec!r}, found {odd.name}"
+        )
     return paths
 
 
 def header(path: Path, report: reading.Report) -> list[str]:
-    """The column names on a CSV file's first line, in the run's encoding.
+    """The column names on a CSV file's first line, in the run's encoding (a Parquet file's
+    columns).
 
     Args:
         path: the file (``.gz`` too).
         report: the run's reading settings.
     """
+    if kind(path) == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except ImportError:
+            raise UserError(
+                f"reading {path} needs pyarrow: pip install 'lstm-recipes[parquet]' (or pyarrow)"
+            ) from None
+        except Exception as e:  # pyarrow raises its own ArrowInvalid, OSError, ...
+            raise UserError(f"expected a Parquet file at {path}, found: {e}") from None
     utf8 = report.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     try:
         with shards.open_shard(path) as f:

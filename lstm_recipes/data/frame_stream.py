@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +45,9 @@ def is_stream_spec(spec: str | None) -> bool:
     Args:
         spec: a ``--data``, ``--validation-data`` or ``--test-data`` value.
     """
-    return bool(spec) and glob.has_magic(spec) and not spec.startswith("tfds:")
+    if not spec or spec.startswith("tfds:"):
+        return False
+    return glob.has_magic(spec) or (Path(spec).is_file() and kind(Path(spec)) == "parquet")
 
 
 def source(spec: str, config) -> tuple[corpus.Source, list[str]]:
@@ -61,11 +64,13 @@ def source(spec: str, config) -> tuple[corpus.Source, list[str]]:
     paths = find(spec)
     run = reading.current()
     first = paths[0]
-    if kind(first) == "csv" and config.sequence_column in header(first, run):
-        odd = next((p for p in paths if kind(p) != "csv"), None)
+    if kind(first) == "parquet" or (
+        kind(first) == "csv" and config.sequence_column in header(first, run)
+    ):
+        odd = next((p for p in paths if kind(p) != kind(first)), None)
         if odd is not None:
             raise UserError(
-                f"expected long-CSV shards matching {spec!r} like {first.name}, found {odd.name}"
+                f"expected long-format shards matching {spec!r} like {first.name}, found {odd.name}"
             )
         reader = LongCsvShards(
             config.sequence_column, config.step_column, config.label_column, config.group_column

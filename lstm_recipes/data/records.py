@@ -10,13 +10,14 @@ from lstm_recipes.data.rows import BATCH_ROWS, Fields, header_columns, text_valu
 from lstm_recipes.errors import UserError
 
 
-def parquet_rows(path: Path, fields: Fields, report: reading.Report):
+def parquet_rows(path: Path, fields: Fields, report: reading.Report, sep: str = " "):
     """(row number, field values) of a Parquet file, one row group in memory at a time.
 
     Args:
         path: the file.
         fields: the columns to read.
         report: where bad rows go.
+        sep: what joins the items of a list column.
     """
     try:
         import pyarrow.parquet as pq
@@ -41,20 +42,21 @@ def parquet_rows(path: Path, fields: Fields, report: reading.Report):
                 if any(v is None for v in values):
                     report.bad_row(f"{path}: row {row:,}", "expected a value, found null")
                     continue
-                yield row, [text_value(v) for v in values]
+                yield row, [text_value(v, sep) for v in values]
     except UserError:
         raise
     except Exception as e:
         raise UserError(f"{path}: cannot read past row {row:,}: {e}") from None
 
 
-def tfrecord_rows(path: Path, fields: Fields, report: reading.Report):
+def tfrecord_rows(path: Path, fields: Fields, report: reading.Report, sep: str = " "):
     """(record number, feature values as text) of a TFRecord file of ``tf.train.Example``.
 
     Args:
         path: the file (``.gz``: GZIP records).
         fields: the features to read.
         report: where bad records go.
+        sep: what joins the values of a feature with several.
     """
     import tensorflow as tf
 
@@ -70,7 +72,7 @@ def tfrecord_rows(path: Path, fields: Fields, report: reading.Report):
                 except Exception:
                     report.bad_row(f"{path}: record {row:,}", "expected a tf.train.Example")
                     continue
-                values = [_feature_text(example, n) for n in fields.names]
+                values = [_feature_text(example, n, sep) for n in fields.names]
                 missing = [n for n, v in zip(fields.names, values) if v is None]
                 if missing:
                     found = ", ".join(sorted(example.features.feature)) or "none"
@@ -85,7 +87,7 @@ def tfrecord_rows(path: Path, fields: Fields, report: reading.Report):
         raise UserError(f"{path}: cannot read past record {row:,}: {e.message}") from None
 
 
-def _feature_text(example, name: str) -> str | None:
+def _feature_text(example, name: str, sep: str) -> str | None:
     feature = example.features.feature.get(name)
     if feature is None:
         return None
@@ -95,4 +97,4 @@ def _feature_text(example, name: str) -> str | None:
     values = list(getattr(feature, kind).value)
     if kind == "bytes_list":
         values = [v.decode("utf-8", errors="replace") for v in values]
-    return " ".join(map(str, values)) if len(values) != 1 else str(values[0])
+    return sep.join(map(str, values)) if len(values) != 1 else str(values[0])

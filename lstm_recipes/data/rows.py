@@ -56,10 +56,16 @@ def header_columns(path: Path, names: list[str], found: list[str]) -> list[int]:
     return [found.index(n) for n in names]
 
 
-def text_value(value) -> str:
-    """A JSON or Parquet value as text (a list of tokens joined by spaces)."""
+def text_value(value, sep: str = " ") -> str:
+    """A JSON or Parquet value as text (a list of tokens joined by ``sep``).
+
+    Args:
+        value: the value.
+        sep: what joins the items of a list (a space for pre-tokenized text; a newline for a
+            tagger's tokens and tags, which may hold spaces).
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)):  # pre-tokenized text
-        return " ".join(map(str, value))
+        return sep.join(map(str, value))
     return str(value)

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from lstm_recipes import aligned
 from lstm_recipes.crf import chunk_constraints
-from lstm_recipes.data import conll, corpus, shards, stream, tfds
+from lstm_recipes.data import conll, corpus, records, shards, stream, tfds
 from lstm_recipes.data.text import prune
 from lstm_recipes.errors import UserError
 
@@ -29,47 +29,108 @@ SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio")  # files a folder of sh
 WORD_CAP = 2_000_000  # distinct words counted at most (the rarer half is dropped past it)
 
 
+RECORD_FORMATS = ("parquet", "tfrecord")  # one sentence per row: list columns of tokens, tags
+
+
 def is_stream_spec(spec: str) -> bool:
-    """True for a glob or a folder of CoNLL files: a corpus streamed from shards.
+    """True for a corpus streamed from shards: a glob, a folder of CoNLL files, or a Parquet or
+    TFRecord file.
 
     Args:
         spec: the ``--data`` value.
     """
-    return glob.has_magic(spec) or Path(spec).is_dir()
+    if glob.has_magic(spec) or Path(spec).is_dir():
+        return True
+    return Path(spec).is_file() and shards.file_format(Path(spec)) in RECORD_FORMATS
 
 
 def find(spec: str) -> list[Path]:
-    """The CoNLL shards of a glob (every file it matches) or a folder (its files ending in
-    ``.conll``, ``.conllu``, ``.txt``, ``.iob`` or ``.bio``, gzip too), sorted.
+    """The shards of a glob (every file it matches), a folder (its files ending in ``.conll``,
+    ``.conllu``, ``.txt``, ``.iob``, ``.bio``, gzip too, or ``.parquet``/``.tfrecord``) or one
+    Parquet or TFRecord file, sorted; all CoNLL or all of one record format.
 
     Args:
-        spec: a glob or a folder.
+        spec: a glob, a folder or a file.
     """
     if glob.has_magic(spec):
         paths = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
         what = f"files matching {spec!r}"
+    elif Path(spec).is_file():
+        paths, what = [Path(spec)], spec
     else:
         paths = sorted(
             p
             for p in Path(spec).iterdir()
-            if p.is_file() and p.name.lower().removesuffix(".gz").endswith(SUFFIXES)
+            if p.is_file()
+            and (
+                p.name.lower().removesuffix(".gz").endswith(SUFFIXES)
+                or shards.file_format(p) in RECORD_FORMATS
+            )
         )
-        what = f"CoNLL files ({', '.join(SUFFIXES)}, .gz too) in {spec}"
+        what = f"CoNLL files ({', '.join(SUFFIXES)}, .gz too) or Parquet/TFRecord files in {spec}"
     if not paths:
         raise UserError(f"expected {what}, found none")
+    kinds = {
+        shards.file_format(p) if shards.file_format(p) in RECORD_FORMATS else "CoNLL" for p in paths
+    }
+    if len(kinds) > 1:
+        raise UserError(
+            f"expected shards of one format, found {', '.join(sorted(kinds))} in {what}"
+        )
     return paths
 
 
 def source(token_column: str, tag_column: str, feature_columns: tuple[str, ...]) -> corpus.Source:
-    """How ``corpus`` reads CoNLL shards with the configured columns.
+    """How ``corpus`` reads tagged shards with the configured columns.
 
     Args:
-        token_column: the token column (number or CoNLL-U name).
-        tag_column: the tag column.
-        feature_columns: extra input columns.
+        token_column: the token column (number or CoNLL-U name; in Parquet/TFRecord the list
+            column, ``tokens`` for a number).
+        tag_column: the tag column (``tags`` in Parquet/TFRecord for a number).
+        feature_columns: extra input columns (CoNLL only).
     """
     fields = shards.Fields((token_column, tag_column, *feature_columns), key=(0,))
-    return corpus.Source(fields, conll.read_blocks, find)
+    return corpus.Source(fields, read_any, find)
+
+
+def read_any(path: str, fields, report) -> Iterator[shards.Batch]:
+    """A shard's sentences as rows: CoNLL blocks (``conll.read_blocks``), or one sentence per
+    Parquet row / ``tf.train.Example`` with a list of tokens and a list of tags of equal length.
+
+    Args:
+        path: the shard.
+        fields: the configured token, tag and extra columns.
+        report: where bad lines and rows go.
+    """
+    fmt = shards.file_format(Path(path))
+    if fmt not in RECORD_FORMATS:
+        yield from conll.read_blocks(path, fields, report)
+        return
+    if len(fields.names) > 2:
+        raise UserError(
+            f"{path}: expected no feature_columns with Parquet/TFRecord sentences (CoNLL only)"
+        )
+    names = tuple(
+        default if name.lstrip("-").isdigit() else name
+        for name, default in zip(fields.names, ("tokens", "tags"))
+    )
+    read = records.parquet_rows if fmt == "parquet" else records.tfrecord_rows
+    rows = read(Path(path), shards.Fields(names), report, sep="\n")
+    yield from _checked(path, names, _batched(rows), report)
+
+
+def _batched(rows) -> Iterator[shards.Batch]:
+    batch: list[list[str]] = [[], []]
+    numbers: list[int] = []
+    for number, (tokens, tags) in rows:
+        batch[0].append(tokens)
+        batch[1].append(tags)
+        numbers.append(number)
+        if len(numbers) == shards.BATCH_ROWS:
+            yield batch, numbers
+            batch, numbers = [[], []], []
+    if numbers:
+        yield batch, numbers
 
 
 def tfds_source(tag_key: str) -> corpus.Source:
@@ -82,15 +143,19 @@ def tfds_source(tag_key: str) -> corpus.Source:
 
 
 def read_tfds(path: str, fields, report) -> Iterator[shards.Batch]:
-    """``tfds.read_split`` with each example checked: as many tags as tokens, at least one
-    token (else a bad row).
+    """``tfds.read_split`` with each example checked (see ``_checked``).
 
     Args:
         path: ``tfds:NAME@SPLIT``.
         fields: the token and tag features.
         report: where bad examples go.
     """
-    for (tokens, tags), numbers in tfds.read_split(path, fields, report):
+    yield from _checked(path, fields.names, tfds.read_split(path, fields, report), report)
+
+
+def _checked(path: str, names, batches, report) -> Iterator[shards.Batch]:
+    # Sentences with as many tags as tokens and at least one token; others are bad rows.
+    for (tokens, tags), numbers in batches:
         kept: list[list[str]] = [[], []]
         kept_numbers = []
         for t, g, n in zip(tokens, tags, numbers):
@@ -99,7 +164,7 @@ def read_tfds(path: str, fields, report) -> Iterator[shards.Batch]:
             if t.count("\n") != g.count("\n"):
                 report.bad_row(
                     f"{path}: example {n}",
-                    f"expected as many {fields.names[1]!r} tags as tokens, found "
+                    f"expected as many {names[1]!r} tags as tokens, found "
                     f"{g.count(chr(10)) + 1} tags for {t.count(chr(10)) + 1} tokens",
                 )
                 continue
