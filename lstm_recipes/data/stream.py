@@ -56,7 +56,7 @@ def positions(keys: list[str], seed: int) -> np.ndarray:
     Python) and the training epochs (in tf.data ops) compute the same number.
 
     Args:
-        keys: each row's key fields joined by ``\\x1f`` (see ``key_text``).
+        keys: each row's key fields joined by ``\\x1f`` (see ``key_texts``).
         seed: the run's seed (another seed, another split).
     """
     import tensorflow as tf
@@ -67,17 +67,8 @@ def positions(keys: list[str], seed: int) -> np.ndarray:
     return buckets.numpy().astype(np.float64) / _HASH_BUCKETS
 
 
-def key_text(values) -> str:
-    """A row's key fields as the one string that is hashed.
-
-    Args:
-        values: the key fields' values.
-    """
-    return "\x1f".join(values)
-
-
 def key_texts(rows: list, fields: Fields) -> list[str]:
-    """``key_text`` of every row of a batch (rows as tuples of field values).
+    """The hashed text of every row of a batch: its key fields joined by ``\\x1f``.
 
     Args:
         rows: the rows.
@@ -88,16 +79,6 @@ def key_texts(rows: list, fields: Fields) -> list[str]:
     return ["\x1f".join([row[i] for i in fields.key]) for row in rows]
 
 
-def position(values: list[str], seed: int) -> float:
-    """``positions`` of one row.
-
-    Args:
-        values: the row's key fields.
-        seed: the run's seed.
-    """
-    return float(positions([key_text(values)], seed)[0])
-
-
 @dataclasses.dataclass
 class Stream:
     """The training split of a sharded corpus.
@@ -106,7 +87,7 @@ class Stream:
         files: the shard files, sorted.
         fields: the fields each example has.
         seed: the split's hash seed.
-        start: rows from this position on (see ``position``) are training rows.
+        start: rows from this position on (see ``positions``) are training rows.
         keep: training rows in the first ``keep`` of 65,536 bins of positions are used
             (``max_examples``; all bins by default).
         size: training rows, as counted by ``load``.
@@ -156,15 +137,6 @@ class Stream:
             flush=True,
         )
         return sample
-
-    def is_train(self, values: list[str]) -> bool:
-        """True for a row of this training split.
-
-        Args:
-            values: the row's fields.
-        """
-        at = position(self.fields.key_of(values), self.seed)
-        return at >= self.start and _bin(at, self.start) < self.keep
 
     def train_mask(self, columns: list[list[str]]) -> np.ndarray:
         """Which rows of a batch belong to this training split.
