@@ -109,11 +109,15 @@ class StackedLSTM(layers.Layer):
             if isinstance(out, (list, tuple)):
                 out, *states = out
             all_states.append(states)
-            last = i == self.num_layers - 1
-            if self.residual and i > 0 and (not last or self.return_sequences):
+            if self.adds_residual(i):
                 out = out + x
             x = self.drop(out, training=training)
         return x, all_states
+
+    def adds_residual(self, i: int) -> bool:
+        """Whether layer ``i``'s input is added to its output (``inspect`` retraces the stack)."""
+        last = i == self.num_layers - 1
+        return self.residual and i > 0 and (not last or self.return_sequences)
 
     def build(self, input_shape):
         shape = tuple(input_shape)

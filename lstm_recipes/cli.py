@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from lstm_recipes import cli_analysis
 from lstm_recipes.console import handle_errors, quiet_tensorflow
 from lstm_recipes.errors import UserError
 
@@ -353,39 +354,6 @@ def ablate(
     )
 
 
-# ----------------------------------------------------------------------------- diagnosis
-
-
-@main.command()
-@click.argument(
-    "run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path)
-)
-@click.option("--data", default=None, help="Data to measure on (default: each run's test split).")
-@click.option("--batches", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--at-init", is_flag=True, help="Freshly initialized weights instead of trained.")
-@click.option("--with-init", is_flag=True, help="Both: trained (solid) and initialized (dashed).")
-@click.option(
-    "--max-steps", type=click.IntRange(1), default=None, help="Steps before the end kept."
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="PNG to write (default RUN_DIR/plots/gradient_flow.png of the first run); CSV beside it.",
-)
-@handle_errors
-def diagnose(run_dirs, data, batches, at_init, with_init, max_steps, out):
-    """Gradient flow through time: |d loss / d input| per step before the sequence end.
-
-    Averaged over --batches batches of real data, for each RUN_DIR (overlaid in one plot), so
-    you see how far back the training signal reaches: a simple RNN's curve falls off, an LSTM's
-    reaches further.
-    """
-    if at_init and with_init:
-        raise UserError("expected one of --at-init and --with-init, got both")
-    quiet_tensorflow()
-    from lstm_recipes import diagnose as diagnose_lib
-
-    kinds = ["init"] if at_init else (["trained", "init"] if with_init else ["trained"])
-    out = diagnose_lib.run_diagnosis(list(run_dirs), data, batches, kinds, max_steps, out)
-    click.echo(f"wrote {out} and {out.with_suffix('.csv')}")
+# Commands that look inside trained runs live in their own module, added here explicitly.
+main.add_command(cli_analysis.diagnose)
+main.add_command(cli_analysis.inspect)

@@ -24,7 +24,8 @@ Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoi
 ``callbacks(config)`` (extra Keras callbacks), ``PREDICT_EXAMPLE`` (or
 ``predict_example(config, prep)`` when it depends on the data), ``MOVED_PRESETS`` (preset
 name -> the recipe that now holds it, for a one-line pointer), ``REMOVED_FIELDS`` (field name ->
-what to do instead).
+what to do instead), ``inspect_sequences(config, prep, texts, test, steps)`` (the inputs
+``lstm-recipes inspect`` traces: a list of ``inspection.Sequence``).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from typing import Literal
 import keras
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, decoding, distribute, training
+from lstm_recipes import blocks, cells, decoding, distribute, inspection, training
 from lstm_recipes.data import Splits, charstream, files, reading, share, stream
 from lstm_recipes.data.chars import CharCodec, window_batches
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -388,3 +388,19 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     }
     track = [model] + ([generator.codec.lookup] if generator.codec.lookup is not None else [])
     return Serving({"generate": generate, "serving_default": score}, track, samples)
+
+
+# ----------------------------------------------------------------------------- inspection
+
+
+def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> list:
+    """Characters for ``lstm-recipes inspect``: each text, or the start of the test text."""
+    codec = CharCodec(prep["unit"], prep["vocabulary"])
+    sequences = []
+    for text in texts if texts is not None else [inspection.text_sample(test, steps)]:
+        ids = codec.encode(text)[:steps]
+        # Bytes show as themselves where ASCII; a character's other bytes as U+FFFD.
+        shown = list(text[:steps]) if codec.unit == "chars" else [chr(i - 1) for i in ids]
+        shown = [c if c.isprintable() or c == "\n" else "\ufffd" for c in shown]
+        sequences.append(inspection.Sequence(ids[None], shown, "chars"))
+    return sequences

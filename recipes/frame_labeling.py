@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import aligned, cells, distribute, metrics, training
+from lstm_recipes import aligned, cells, distribute, inspection, metrics, training
 from lstm_recipes.data import Splits, check_labels_seen, frame_stream, limit, reading, share
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.stream import Stream
@@ -370,3 +370,39 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     return Serving(
         {"serving_default": serve_frames}, [model], {"serving_default": {"frames": sample.tolist()}}
     )
+
+
+# ----------------------------------------------------------------------------- inspection
+
+
+def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> list:
+    """Frames for ``lstm-recipes inspect``: each text a JSON list of frames, or test recordings
+    with their labels, up to ``steps`` frames in all."""
+    if texts is not None:
+        found = []
+        lines = [line for text in texts for line in text.splitlines() if line.strip()]
+        for n, text in enumerate(lines, 1):
+            try:
+                frames = np.asarray(json.loads(text), np.float32)
+            except (ValueError, TypeError):
+                frames = np.zeros(0)
+            if frames.ndim != 2 or frames.shape[1] != prep["features"]:
+                raise UserError(
+                    f"input {n}: expected a JSON list of frames of {prep['features']} numbers "
+                    f"each, found {text[:60]!r}"
+                )
+            found.append((frames, None))
+    elif isinstance(test, list):
+        found = [(r.frames, list(r.labels)) for r in test]
+    else:
+        raise UserError("expected JSON frames to inspect a streamed corpus, found none")
+    sequences, total = [], 0
+    for frames, labels in found:
+        if total >= steps:
+            break
+        frames = frames[: steps - total]
+        shown = labels[: len(frames)] if labels else ["·"] * len(frames)
+        inputs = {"frames": frames[None].astype(np.float32)}
+        sequences.append(inspection.Sequence(inputs, shown, "frames", labels and shown))
+        total += len(frames)
+    return sequences

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, distribute, metrics, plots, training
+from lstm_recipes import blocks, cells, distribute, inspection, metrics, plots, training
 from lstm_recipes.data import (
     Splits,
     check_labels_seen,
@@ -365,3 +365,27 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     return Serving(
         {"serving_default": serve}, [model, vectorizer], {"serving_default": {"text": samples}}
     )
+
+
+# ----------------------------------------------------------------------------- inspection
+
+
+def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> list:
+    """Tokens for ``lstm-recipes inspect``: each line of the texts, or test reviews up to
+    ``steps`` tokens in all, each step labelled with its review's label."""
+    vectorizer = text_lib.make_vectorizer(prep["vocabulary"])
+    if texts is not None:
+        rows = [(line, None) for text in texts for line in text.splitlines() if line.strip()]
+    else:
+        rows = inspection.first_rows(test)
+    sequences, total = [], 0
+    for text, label in rows:
+        if total >= steps:
+            break
+        tokens = tf.strings.split(text_lib.standardize(tf.constant([text]))).numpy()[0]
+        tokens = [t.decode() for t in tokens[: min(config.max_length, steps - total)]]
+        ids = vectorizer(tf.constant([text])).numpy()[0][: len(tokens)]
+        labels = None if label is None else [label] * len(tokens)
+        sequences.append(inspection.Sequence(ids[None].astype("int32"), tokens, "tokens", labels))
+        total += len(tokens)
+    return sequences

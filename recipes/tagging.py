@@ -442,3 +442,8 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
         "tag_text": {"text": [" ".join(words), "", "ÜNÏCÖDÉ 🎉 " * 500]},
     }
     return Serving({"serving_default": serve, "tag_text": tag_text}, track, samples)
+
+
+def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> list:
+    """Tokens for ``lstm-recipes inspect``: lines of text, or test sentences with their tags."""
+    return tagged.inspect_sequences(prep, config, texts, test, steps)

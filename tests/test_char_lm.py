@@ -509,3 +509,38 @@ def test_parquet_and_tfrecord_documents_stream_as_the_same_blocks_as_text_files(
     assert sorted(train_blocks(from_records)) == sorted(train_blocks(from_text))
     assert from_records.validation.splitlines() == from_text.validation.splitlines()
     assert from_records.test.splitlines() == from_text.test.splitlines()
+
+
+def test_inspect_reads_a_file_with_a_user_probe_and_refuses_bad_input_untouched(char_run, tmp_path):
+    from click.testing import CliRunner
+
+    from lstm_recipes.cli import main
+
+    out = tmp_path / "inspect"
+    text = tmp_path / "text.txt"
+    text.write_text('the cat said "the dog sat" on the mat.\n' * 6, encoding="utf-8")
+    args = ["inspect", str(char_run), "--file", str(text), "--out", str(out), "--cells", "3"]
+    result = CliRunner().invoke(main, [*args, "--probe", "cat=cat|dog", "--layer", "1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    rows = (out / "probes.csv").read_text().splitlines()
+    assert {row.split(",")[0] for row in rows[1:]} == {
+        "inside quotes",
+        "position in the line",
+        "start of a word",
+        "cat",
+    }
+    assert all(row.split(",")[1] == "1" for row in rows[1:]), "--layer 1 ranks layer 1 only"
+    page = (out / "inspect.html").read_text()
+    assert "said &quot;the dog" not in page and ">&quot;</span>" in page, "each step a span"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    base = ["inspect", str(char_run), "--out", str(out)]
+    for extra, expected in [
+        (["--probe", "x=(", "words"], "expected --probe NAME=REGEX with a valid regex"),
+        (["--layer", "9", "words"], "expected --layer between 1 and"),
+        (["  "], "expected text to inspect, found an empty input"),
+    ]:
+        result = CliRunner().invoke(main, [*base, *extra])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"Error: {expected}"), result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "earlier output intact"

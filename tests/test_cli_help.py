@@ -19,6 +19,7 @@ COMMANDS = [
     "predict",
     "ablate",
     "diagnose",
+    "inspect",
 ]
 
 

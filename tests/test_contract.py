@@ -59,3 +59,25 @@ def test_recipe_runs_tiny_end_to_end(name, tmp_path, monkeypatch):
     assert (
         f"| {main_metric} | {metrics[main_metric]:.4f} |" in (run_dir / "model_card.md").read_text()
     )
+    # `inspect` on the same run (no training of its own: CI time)
+    _inspect_writes_its_page_and_pictures(module, run_dir)
+
+
+def _inspect_writes_its_page_and_pictures(module, run_dir):
+    result = CliRunner().invoke(main, ["inspect", "run", "--steps", "300", "--cells", "2"])
+    if not hasattr(module, "inspect_sequences"):
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("Error: expected a recipe with inspect_sequences")
+        return
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = run_dir / "inspect"
+    pictures = sorted(p.name for p in out.glob("unit-*.png"))
+    assert len(pictures) == 2, pictures
+    for name in [*pictures, "gate_saturation.png"]:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    page = (out / "inspect.html").read_text()
+    assert "data:image/png;base64," in page, "the saturation plot is inside the page"
+    assert not any(tag in page for tag in ("src='http", "<link", "<script")), "no network"
+    assert page.count("<span style='background:rgba(") >= 100, "the steps, coloured"
+    summary = json.loads((out / "inspect.json").read_text())
+    assert summary["steps"] <= 300 and summary["best_unit_per_probe"]

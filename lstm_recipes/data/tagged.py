@@ -393,3 +393,42 @@ def streamed_batches(
     if training:
         ds = ds.shuffle(20_000, seed=seed, reshuffle_each_iteration=True)
     return _bucketed(ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE), batch_size, edges)
+
+
+def inspect_sequences(prep: dict, config, texts, test, steps: int) -> list:
+    """Tokens for ``lstm-recipes inspect``: each line of the texts split at spaces, or test
+    sentences with their tags, up to ``steps`` tokens in all.
+
+    Args:
+        prep: the fitted vocabularies.
+        config: the tagging config (``max_length``, ``max_word_chars``, ``lowercase``).
+        texts: the texts to inspect, or None for the test sentences.
+        test: the test split.
+        steps: at most this many tokens in all.
+    """
+    from lstm_recipes import inspection
+
+    inputs = TokenInputs(prep, config.max_length, config.max_word_chars, config.lowercase)
+    if texts is not None:
+        if prep["features"]:
+            raise UserError(
+                f"expected no TEXT for a model that also reads {len(prep['features'])} extra "
+                "column(s); run inspect without TEXT to use the test sentences"
+            )
+        rows = [(line.split(), None, []) for t in texts for line in t.splitlines() if line.split()]
+    elif isinstance(test, list):
+        rows = test
+    else:
+        raise UserError("expected TEXT to inspect a streamed corpus, found none")
+    sequences, total = [], 0
+    for tokens, tags, feats in rows:
+        if total >= steps:
+            break
+        tokens = list(tokens[: min(config.max_length, steps - total)])
+        columns = np.array([col[: len(tokens)] for col in feats], str).T[None] if feats else None
+        ids, _ = inputs(tf.constant([tokens]), None if columns is None else tf.constant(columns))
+        ids = {name: value.numpy() for name, value in ids.items()}
+        labels = None if tags is None else list(tags[: len(tokens)])
+        sequences.append(inspection.Sequence(ids, tokens, "tokens", labels))
+        total += len(tokens)
+    return sequences
