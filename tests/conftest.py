@@ -28,6 +28,24 @@ def pytest_configure(config):
     split_cpu(2)
 
 
+def pytest_xdist_node_collection_finished(node, ids):
+    """Tripwire: test modules that share a trained fixture carry an ``xdist_group`` mark, so
+    that one worker trains it once. A pytest that drops the marks (9.2 does) doubles that work
+    silently; stop instead, with what to do."""
+    canary = [i for i in ids if "test_char_lm.py::" in i]
+    if (
+        node.config.getoption("dist") == "loadgroup"
+        and canary
+        and not any("@" in i for i in canary)
+    ):
+        pytest.exit(
+            "expected xdist_group marks in the collected test ids (tests/test_char_lm.py has "
+            "one), found none: this pytest breaks --dist loadgroup (pytest-dev/pytest-xdist#1386,"
+            ' pytest 9.2). Install pytest<9.2, as setup.cfg asks: pip install ".[test]"',
+            returncode=4,
+        )
+
+
 POSITIVE = ["great", "wonderful", "superb", "moving", "brilliant", "delightful", "charming", "fun"]
 NEGATIVE = ["awful", "boring", "dull", "clumsy", "tedious", "bland", "dreadful", "messy"]
 FILLER = [
