@@ -54,8 +54,9 @@ DATA_FORMS = {
     "FOLDER/": "one sequence per .csv (feature..., label) or .npz (frames, labels) file",
     "'FILES/*.npz'|'FILES/*.csv[.gz]'": "a glob of sequence files (one sequence per file, as in "
     "a folder), streamed",
-    "'SHARDS/part-*.csv.gz'|'*.parquet'": "a glob of long-CSV or long-format Parquet shards "
-    "(sequence_id, step, feature..., label; each sequence inside one shard), streamed",
+    "'SHARDS/part-*.csv.gz'|'*.parquet'|'*.tfrecord'": "a glob of long-CSV, long-format Parquet "
+    "or TFRecord shards (sequence_id, step, feature..., label; each sequence inside one shard; a "
+    "tf.train.Example per frame), streamed",
 }
 SIGNATURES = {
     "serving_default": "frames: float32[None, None, F] -> {labels: string[None, None], "

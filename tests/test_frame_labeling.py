@@ -382,7 +382,7 @@ def test_a_shard_glob_trains_evaluates_and_exports_through_the_cli(tmp_path, mon
     assert (run / "export" / "1" / "saved_model.pb").exists()
 
 
-def test_parquet_long_shards_read_and_split_as_the_csv_shards(tmp_path):
+def test_parquet_and_tfrecord_long_shards_read_and_split_as_the_csv_shards(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -390,6 +390,7 @@ def test_parquet_long_shards_read_and_split_as_the_csv_shards(tmp_path):
     csv_spec = write_long_shards(tmp_path / "csv", sequences)
     folder = tmp_path / "parquet"
     folder.mkdir()
+    (tmp_path / "tfrecord").mkdir()
     for i in range(3):
         part = sequences[i::3]
         columns = {"sequence_id": [], "subject": [], "step": [], "label": []}
@@ -403,6 +404,7 @@ def test_parquet_long_shards_read_and_split_as_the_csv_shards(tmp_path):
                 for j in range(3):
                     columns[f"f{j}"].append(float(x[t, j]))
         pq.write_table(pa.table(columns), folder / f"part-{i:03d}.parquet", row_group_size=100)
+        write_examples(tmp_path / "tfrecord" / f"part-{i:03d}.tfrecord.gz", columns)
     config = glob_config("group_column=subject")
 
     def by_id(splits):
@@ -416,3 +418,31 @@ def test_parquet_long_shards_read_and_split_as_the_csv_shards(tmp_path):
     from_parquet = by_id(frame_labeling.load_data(config, str(folder / "part-*.parquet")))
     assert from_parquet == from_csv  # the same sequences, frames, labels and split
     assert sum(map(len, from_parquet)) == len(sequences)
+    from_tfrecord = by_id(frame_labeling.load_data(config, str(tmp_path / "tfrecord" / "*.gz")))
+    assert from_tfrecord == from_csv
+
+
+def write_examples(path, columns: dict) -> None:
+    """One tf.train.Example per row of ``columns``, with each value's own type."""
+    import tensorflow as tf
+
+    def feature(value):
+        if isinstance(value, str):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        if isinstance(value, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+    with tf.io.TFRecordWriter(str(path), "GZIP") as writer:
+        for row in zip(*columns.values()):
+            features = {name: feature(v) for name, v in zip(columns, row)}
+            example = tf.train.Example(features=tf.train.Features(feature=features))
+            writer.write(example.SerializeToString())
+
+
+def test_a_tfrecord_shard_that_is_not_one_is_refused_in_one_line(tmp_path):
+    (tmp_path / "part-000.tfrecord").write_bytes(b"not a tfrecord file at all")
+    with pytest.raises(
+        UserError, match="expected TFRecord files of tf.train.Example at .*part-000"
+    ):
+        frame_labeling.load_data(glob_config(), str(tmp_path / "*.tfrecord"))

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import glob
 import io
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,13 +40,21 @@ _YIELD = 256  # sequences per batch of rows
 
 
 def kind(path: Path) -> str | None:
-    """``npz``, ``csv`` (``.csv.gz`` too) or ``parquet`` from a file name, else None."""
+    """``npz``, ``csv`` (``.csv.gz`` too), ``parquet`` or ``tfrecord`` (``.tfrecord[s]``,
+    ``.tfrec``, ``.gz`` too) from a file name, else None."""
     name = path.name.lower()
     if name.endswith(".npz"):
         return "npz"
     if name.endswith((".parquet", ".pq")):
         return "parquet"
+    if name.removesuffix(".gz").endswith((".tfrecord", ".tfrecords", ".tfrec")):
+        return "tfrecord"
     return "csv" if name.removesuffix(".gz").endswith(".csv") else None
+
+
+def is_long(path: Path) -> bool:
+    """Whether a file can only hold long-format rows (Parquet, TFRecord)."""
+    return kind(path) in ("parquet", "tfrecord")
 
 
 def find(spec: str) -> list[Path]:
@@ -60,19 +69,23 @@ def find(spec: str) -> list[Path]:
     odd = next((p for p in paths if kind(p) is None), None)
     if odd is not None:
         raise UserError(
-            f"expected .npz, .csv[.gz] or .parquet files matching {spec!r}, found {odd.name}"
+            f"expected .npz, .csv[.gz], .parquet or .tfrecord[.gz] files matching {spec!r}, "
+            f"found {odd.name}"
         )
     return paths
 
 
 def header(path: Path, report: reading.Report) -> list[str]:
     """The column names on a CSV file's first line, in the run's encoding (a Parquet file's
-    columns).
+    columns; the features of a TFRecord file's first ``tf.train.Example``, in natural order of
+    their names: f2 before f10).
 
     Args:
         path: the file (``.gz`` too).
         report: the run's reading settings.
     """
+    if kind(path) == "tfrecord":
+        return _example_features(path)
     if kind(path) == "parquet":
         try:
             import pyarrow.parquet as pq
@@ -93,6 +106,26 @@ def header(path: Path, report: reading.Report) -> list[str]:
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: cannot read: {e}") from None
     return next(csv.reader([first]), [])
+
+
+def _example_features(path: Path) -> list[str]:
+    import tensorflow as tf
+
+    compression = "GZIP" if path.name.lower().endswith(".gz") else ""
+    try:
+        first = next(iter(tf.data.TFRecordDataset(str(path), compression).take(1)), None)
+        example = None if first is None else tf.train.Example.FromString(first.numpy())
+    except Exception as e:  # a corrupt file or record: TensorFlow's or protobuf's own error
+        raise UserError(
+            f"expected TFRecord files of tf.train.Example at {path}, found: {e}"
+        ) from None
+    if example is None:
+        raise UserError(f"expected at least one tf.train.Example in {path}, found none")
+    return sorted(example.features.feature, key=_natural)
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def labels_text(recording: frames.Recording) -> str:

@@ -27,6 +27,7 @@ from lstm_recipes.data.frame_files import (
     SequenceFiles,
     find,
     header,
+    is_long,
     kind,
     labels_of,
 )
@@ -47,7 +48,7 @@ def is_stream_spec(spec: str | None) -> bool:
     """
     if not spec or spec.startswith("tfds:"):
         return False
-    return glob.has_magic(spec) or (Path(spec).is_file() and kind(Path(spec)) == "parquet")
+    return glob.has_magic(spec) or (Path(spec).is_file() and is_long(Path(spec)))
 
 
 def source(spec: str, config) -> tuple[corpus.Source, list[str]]:
@@ -64,9 +65,7 @@ def source(spec: str, config) -> tuple[corpus.Source, list[str]]:
     paths = find(spec)
     run = reading.current()
     first = paths[0]
-    if kind(first) == "parquet" or (
-        kind(first) == "csv" and config.sequence_column in header(first, run)
-    ):
+    if is_long(first) or (kind(first) == "csv" and config.sequence_column in header(first, run)):
         odd = next((p for p in paths if kind(p) != kind(first)), None)
         if odd is not None:
             raise UserError(
