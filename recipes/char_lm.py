@@ -399,8 +399,12 @@ def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> li
     sequences = []
     for text in texts if texts is not None else [inspection.text_sample(test, steps)]:
         ids = codec.encode(text)[:steps]
-        # Bytes show as themselves where ASCII; a character's other bytes as U+FFFD.
-        shown = list(text[:steps]) if codec.unit == "chars" else [chr(i - 1) for i in ids]
+        # Bytes show as themselves where ASCII; the bytes of other characters as U+FFFD.
+        shown = (
+            list(text[:steps])
+            if codec.unit == "chars"
+            else [chr(i - 1) if i <= 128 else "\ufffd" for i in ids]
+        )
         shown = [c if c.isprintable() or c == "\n" else "\ufffd" for c in shown]
         sequences.append(inspection.Sequence(ids[None], shown, "chars"))
     return sequences

@@ -92,6 +92,7 @@ class Config:
     learning_rate: float = 1e-3  # Adam learning rate
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 0.0  # gradient-norm clipping (0: off)
+    max_minutes: float = 0.0  # stop training after this many minutes (0: no limit)
     validation_size: float = 0.1  # held out for validation: a share (< 1) or a count of examples
     test_size: float = 0.1  # held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
