@@ -10,6 +10,7 @@ and ``streamed_pair_batches`` make the teacher-forced training batches of (sourc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -117,7 +118,12 @@ class AttentionSearch(tf.Module):
 
 
 def decode_all(
-    search: AttentionSearch, items, beam_width: int, batch: int = 64, prepared: bool = False
+    search: AttentionSearch,
+    items,
+    beam_width: int,
+    batch: int = 64,
+    prepared: bool = False,
+    timing: dict | None = None,
 ) -> list[str]:
     """Texts for ``items`` in their order, decoded in batches of similar length.
 
@@ -128,6 +134,9 @@ def decode_all(
         beam_width: 1 for greedy search.
         batch: rows decoded together.
         prepared: items are encoder inputs, not raw inputs.
+        timing: if given, gets ``items`` and ``seconds`` of the batches after the first (the
+            first one traces the search graph, which would dominate a small set's rate), or of
+            all when there is only one, and ``per_second``.
     """
     if prepared:
         items = np.asarray(items)
@@ -140,11 +149,18 @@ def decode_all(
     # items keep their order.
     order = sorted(range(len(items)), key=lambda i: len(items[i]))
     out = [""] * len(items)
+    timed, t0 = 0, time.perf_counter()
     for start in range(0, len(order), batch):
+        if start == batch:
+            timed, t0 = 0, time.perf_counter()
         chunk = order[start : start + batch]
         rows = items[chunk] if prepared else tf.constant([items[i] for i in chunk])
         for i, text in zip(chunk, fn(rows).numpy()):
             out[i] = text.decode("utf-8", "replace")
+        timed += len(chunk)
+    if timing is not None:
+        seconds = time.perf_counter() - t0
+        timing.update(items=timed, seconds=seconds, per_second=timed / max(seconds, 1e-9))
     return out
 
 

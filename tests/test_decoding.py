@@ -126,3 +126,17 @@ def test_search_runs_inside_a_graph_function():
 
     out = run(tf.random.normal([3, H], seed=1), tf.constant(6))
     assert out.shape[0] == 3 and out.shape[1] <= 6
+
+
+def test_decode_all_times_only_the_batches_after_the_first_which_traces():
+    from lstm_recipes import seq2seq
+
+    items = [f"s{i:03d} " * (i % 7 + 1) for i in range(100)]
+    timing: dict = {}
+    echo = lambda rows, width: rows  # noqa: E731  (a search that returns its inputs)
+    assert seq2seq.decode_all(echo, items, 1, batch=64, timing=timing) == items
+    assert timing["items"] == 100 - 64 and timing["seconds"] > 0
+    assert timing["per_second"] == timing["items"] / timing["seconds"]
+    one: dict = {}
+    seq2seq.decode_all(echo, items[:10], 1, batch=64, timing=one)
+    assert one["items"] == 10, "a single batch is all there is to time"
