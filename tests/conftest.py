@@ -15,6 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LSTM_RECIPES_DATA", REPO.parent / "shared" / "data"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share two cores: one TensorFlow thread each (and in the CLI runs they start),
+    # or their thread pools preempt each other. A test alone took 44 s; beside the other worker,
+    # 147 s. Set before TensorFlow starts; the CLI leaves these variables alone.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 # Logical CPU devices can only be set before TensorFlow starts, so the session starts with two:
 # in-process tests then run `--strategy mirrored --cpu-devices 2` (2 replicas) on a CPU-only
