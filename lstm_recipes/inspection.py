@@ -10,7 +10,6 @@ simple RNN, which have no cell state), as in Karpathy, Johnson & Fei-Fei 2015.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -70,38 +69,6 @@ class Inspection:
 
 def _activation(trace: celltrace.LayerTrace) -> np.ndarray:
     return np.tanh(trace.state) if "cell" in trace.values else trace.values["output"]
-
-
-def text_sample(text, steps: int) -> str:
-    """The first ``steps`` characters of a split that is a string or a stream of text blocks.
-
-    Args:
-        text: a char_lm split (``str`` or ``stream.Stream`` of blocks).
-        steps: characters wanted.
-    """
-    if isinstance(text, str):
-        return text[:steps]
-    pieces, length = [], 0
-    for (blocks,) in text.batches():
-        for block in blocks:
-            pieces.append(block)
-            length += len(block)
-            if length >= steps:
-                return "".join(pieces)[:steps]
-    return "".join(pieces)
-
-
-def first_rows(split) -> Iterator:
-    """The examples of a split held in memory, or the rows of a streamed one, in order.
-
-    Args:
-        split: a list of examples or a ``stream.Stream``.
-    """
-    if isinstance(split, (list, tuple)):
-        yield from split
-        return
-    for columns in split.batches():
-        yield from zip(*columns)
 
 
 def check_texts(texts: list[str]) -> None:

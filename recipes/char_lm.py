@@ -397,7 +397,7 @@ def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> li
     """Characters for ``lstm-recipes inspect``: each text, or the start of the test text."""
     codec = CharCodec(prep["unit"], prep["vocabulary"])
     sequences = []
-    for text in texts if texts is not None else [inspection.text_sample(test, steps)]:
+    for text in texts if texts is not None else [test[:steps]]:
         ids = codec.encode(text)[:steps]
         # Bytes show as themselves where ASCII; the bytes of other characters as U+FFFD.
         shown = (

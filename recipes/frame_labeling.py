@@ -393,10 +393,8 @@ def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> li
                     f"each, found {text[:60]!r}"
                 )
             found.append((frames, None))
-    elif isinstance(test, list):
+    else:  # held in memory, a streamed corpus's too
         found = [(r.frames, list(r.labels)) for r in test]
-    else:
-        raise UserError("expected JSON frames to inspect a streamed corpus, found none")
     sequences, total = [], 0
     for frames, labels in found:
         if total >= steps:

@@ -378,7 +378,7 @@ def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> li
     if texts is not None:
         rows = [(line, None) for text in texts for line in text.splitlines() if line.strip()]
     else:
-        rows = inspection.first_rows(test)
+        rows = test  # held in memory, a streamed corpus's too
     sequences, total = [], 0
     for text, label in rows:
         if total >= steps:

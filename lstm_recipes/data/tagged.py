@@ -416,10 +416,8 @@ def inspect_sequences(prep: dict, config, texts, test, steps: int) -> list:
                 "column(s); run inspect without TEXT to use the test sentences"
             )
         rows = [(line.split(), None, []) for t in texts for line in t.splitlines() if line.split()]
-    elif isinstance(test, list):
+    else:  # held in memory, a streamed corpus's too
         rows = test
-    else:
-        raise UserError("expected TEXT to inspect a streamed corpus, found none")
     sequences, total = [], 0
     for tokens, tags, feats in rows:
         if total >= steps:
