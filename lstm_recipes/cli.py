@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from lstm_recipes import cli_analysis
+from lstm_recipes import cli_analysis, cli_tune
 from lstm_recipes.console import handle_errors, quiet_tensorflow
 from lstm_recipes.errors import UserError
 
@@ -131,6 +131,12 @@ def _run_options(fn):
         ),
         click.option("--preset", default="default", show_default=True, help="Named config preset."),
         click.option(
+            "--preset-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="A preset and its changes as JSON (tune's best.preset.json); --set applies on top.",
+        ),
+        click.option(
             "--set",
             "overrides",
             multiple=True,
@@ -173,10 +179,26 @@ def _strategy_options(fn):
     return fn
 
 
-def _train(*, recipe, data, test_data, validation_data, preset, overrides, run_dir, **strategy):
+def _preset(recipe, preset, preset_file, overrides) -> tuple[str, tuple[str, ...]]:
+    """The preset and overrides of --preset, or of --preset-file with --set on top."""
+    if preset_file is None:
+        return preset, overrides
+    from lstm_recipes import recipe as recipe_lib
+
+    if preset != "default":
+        raise UserError("expected --preset or --preset-file, got both")
+    preset, lines = recipe_lib.read_preset_file(recipe_lib.load_recipe(recipe), preset_file)
+    return preset, (*lines, *overrides)
+
+
+def _train(
+    *, recipe, data, test_data, validation_data, preset, preset_file, overrides, run_dir, **strategy
+):
     """``Run.train`` with the options of ``run`` and ``train``."""
     quiet_tensorflow()
     from lstm_recipes.run import Run
+
+    preset, overrides = _preset(recipe, preset, preset_file, overrides)
 
     return Run.train(
         recipe,
@@ -196,7 +218,16 @@ def _train(*, recipe, data, test_data, validation_data, preset, overrides, run_d
 @_strategy_options
 @handle_errors
 def run(
-    recipe, data, test_data, validation_data, preset, overrides, run_dir, strategy, cpu_devices
+    recipe,
+    data,
+    test_data,
+    validation_data,
+    preset,
+    preset_file,
+    overrides,
+    run_dir,
+    strategy,
+    cpu_devices,
 ):
     """Train RECIPE, evaluate it on the test split and export a SavedModel."""
     trained = _train(**locals())
@@ -227,7 +258,16 @@ def run(
 @_strategy_options
 @handle_errors
 def train(
-    recipe, data, test_data, validation_data, preset, overrides, run_dir, strategy, cpu_devices
+    recipe,
+    data,
+    test_data,
+    validation_data,
+    preset,
+    preset_file,
+    overrides,
+    run_dir,
+    strategy,
+    cpu_devices,
 ):
     """Train RECIPE only (then `evaluate RUN_DIR` and `export RUN_DIR`)."""
     trained = _train(**locals())
@@ -324,7 +364,17 @@ def predict(model_dir, inputs, input_file, signature, as_json, prompt, chars, te
 @click.option("--metric", default=None, help="Test metric to compare (default: the recipe's).")
 @handle_errors
 def ablate(
-    recipe, data, test_data, validation_data, preset, overrides, run_dir, cells, seeds, metric
+    recipe,
+    data,
+    test_data,
+    validation_data,
+    preset,
+    preset_file,
+    overrides,
+    run_dir,
+    cells,
+    seeds,
+    metric,
 ):
     """Train RECIPE once per cell and seed; table (mean ± std, diff, Welch p) and box plot.
 
@@ -335,6 +385,7 @@ def ablate(
     quiet_tensorflow()
     from lstm_recipes import ablation
 
+    preset, overrides = _preset(recipe, preset, preset_file, overrides)
     names = [c.strip() for c in cells.split(",") if c.strip()]
     out_dir = ablation.run_ablation(
         recipe,
@@ -357,3 +408,4 @@ def ablate(
 # Commands that look inside trained runs live in their own module, added here explicitly.
 main.add_command(cli_analysis.diagnose)
 main.add_command(cli_analysis.inspect)
+main.add_command(cli_tune.tune)

@@ -196,6 +196,40 @@ def resolve_config(module: types.ModuleType, preset: str, overrides: typing.Sequ
     return dataclasses.replace(config, **changes)
 
 
+def read_preset_file(module: types.ModuleType, path: Path) -> tuple[str, list[str]]:
+    """The preset and ``KEY=VALUE`` overrides a preset file (``tune``'s ``best.preset.json``)
+    holds: ``{"recipe": NAME, "preset": PRESET, "set": {FIELD: VALUE, ...}}``.
+
+    Args:
+        module: the recipe module the file must be for.
+        path: the JSON file.
+    """
+    import json
+
+    from lstm_recipes.search_space import set_lines
+
+    try:
+        content = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"expected a preset file at {path}, found none") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"expected a JSON preset file at {path}: {e}") from None
+    if not (
+        isinstance(content, dict)
+        and isinstance(content.get("preset"), str)
+        and isinstance(content.get("set", {}), dict)
+    ):
+        raise UserError(
+            f'expected {path} to hold {{"recipe": ..., "preset": ..., "set": {{...}}}}, '
+            f"found {str(content)[:80]}"
+        )
+    name = recipe_name(module)
+    if content.get("recipe", name) != name:
+        raise UserError(f"{path} is a preset for recipe {content['recipe']!r}, not {name!r}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in content["set"].items()}
+    return content["preset"], set_lines(values)
+
+
 # Config names of earlier releases and the one name each now has in every recipe.
 RENAMED = {
     "validation_fraction": "validation_size",

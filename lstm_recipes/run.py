@@ -69,6 +69,7 @@ class Run:
         strategy: str | None = None,
         cpu_devices: int = 0,
         validation_data: str | None = None,
+        deadline: float | None = None,
     ) -> Run | None:
         """Train a recipe in a new run directory, or resume or reuse the one given.
 
@@ -83,6 +84,8 @@ class Run:
             cpu_devices: with ``mirrored`` and no GPU, mirror over this many logical CPUs.
             validation_data: a separate validation spec, or None to carve validation
                 examples from ``data``.
+            deadline: a ``time.time()`` at which training stops, the config unchanged (a
+                search's budget; see ``training.fit``).
 
         Returns:
             The trained run; None on a multi-worker job's worker that is not the chief (it
@@ -135,7 +138,7 @@ class Run:
             _say("training already finished in this run directory; reusing its best weights")
             model = training.load_model(module, config, prep, run_dir)
         else:
-            model = training.fit(module, config, prep, splits, run_dir, engine)
+            model = training.fit(module, config, prep, splits, run_dir, engine, deadline=deadline)
             rundir.set_state(run_dir, info, "trained", sizes=sizes)
             if engine is not None:
                 _say(f"trained weights: {training.fingerprint(model)}")

@@ -142,6 +142,7 @@ def fit(
     run_dir: Path,
     strategy: tf.distribute.Strategy | None = None,
     restore_from: Path | None = None,
+    deadline: float | None = None,
 ) -> keras.Model:
     """Train with checkpoints, resume, early stopping, TensorBoard, CSV history and NaN guard.
 
@@ -159,6 +160,8 @@ def fit(
             on one device.
         restore_from: on a worker that is not the chief, the chief's ``backup/`` folder to
             resume from (it writes its own backups to ``run_dir``).
+        deadline: a ``time.time()`` after which training stops as with ``max_minutes``
+            (``tune``'s budget for the whole search), without changing the config.
 
     Returns:
         The model with the best validation weights loaded, built outside any strategy so that
@@ -182,6 +185,7 @@ def fit(
     callbacks = [
         # First, so that the learning rate they set is in the logs the others write.
         *schedule_callbacks(config),
+        *([TimeBudget((deadline - time.time()) / 60)] if deadline is not None else []),
         best,
         early,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),

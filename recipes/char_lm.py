@@ -67,6 +67,8 @@ SIGNATURES = {
 }
 MONITOR = "val_loss"
 MAIN_METRIC = "bits_per_char"  # the test metric `ablate` compares
+# `lstm-recipes tune --space default`.
+TUNE_SPACE = ("learning_rate=1e-3..6e-3:log", "units=128,256,512", "layers=1,2,3", "dropout=0.0..0.4", "embedding_dim=32,64,128")  # fmt: skip
 PREDICT_EXAMPLE = '--prompt "ROMEO:" --chars 300'
 
 

@@ -65,6 +65,8 @@ SIGNATURES = {
 # Per-frame accuracy is what evaluation reports: keep the checkpoint that is best at it.
 MONITOR = "val_masked_accuracy"
 MAIN_METRIC = "accuracy"  # the test metric `ablate` compares
+# `lstm-recipes tune --space default`.
+TUNE_SPACE = ("learning_rate=5e-4..5e-3:log", "units=32,64,128,256", "layers=1,2,3", "dropout=0.1..0.5")  # fmt: skip
 MOVED_PRESETS = {"conll2000": "tagging", "ud-upos": "tagging", "upos-small": "tagging"}
 REMOVED_FIELDS = {
     "input": "this recipe labels frames; tokens are tagged by lstm-recipes run tagging"

@@ -68,6 +68,8 @@ SIGNATURES = {
 }
 MONITOR = "val_loss"
 MAIN_METRIC = "bleu4_beam"  # the test metric `ablate` compares
+# `lstm-recipes tune --space default`.
+TUNE_SPACE = ("learning_rate=3e-4..3e-3:log", "units=256,512,1024", "embedding_dim=128,256,512", "dropout=0.1..0.5")  # fmt: skip
 PREDICT_EXAMPLE = "photo.jpg"
 
 START, END = seq2seq.START, seq2seq.END

@@ -67,6 +67,8 @@ SIGNATURES = {
 }
 MONITOR = "val_loss"
 MAIN_METRIC = "bleu_beam"  # the test metric `ablate` compares
+# `lstm-recipes tune --space default`.
+TUNE_SPACE = ("learning_rate=5e-4..4e-3:log", "encoder_units=64,128,256", "decoder_units=128,256,512", "layers=1,2", "dropout=0.1..0.4", "embedding_dim=64,128,256")  # fmt: skip
 PREDICT_EXAMPLE = '"How are you?"'
 
 START, END = seq2seq.START, seq2seq.END
