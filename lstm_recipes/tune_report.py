@@ -89,7 +89,7 @@ def importance(table: list[dict], fields: list[str]) -> dict[str, float]:
 
 def _shown(value, exact: bool) -> str:
     if isinstance(value, float) and not exact:
-        return f"{value:.4g}"
+        return f"{value:.4g}" if abs(value) < 0.01 else f"{value:.4f}"
     return search_space.format_value(value)
 
 
@@ -101,7 +101,7 @@ def _table(
     lines = [header]
     for r in table:
         shown = [_shown(r["values"].get(f, start.get(f)), exact) for f in fields]
-        value = "" if r["objective"] is None else f"{r['objective']:.4f}"
+        value = "" if r["objective"] is None else _shown(r["objective"], exact)
         lines.append(
             [r["trial"], *shown, value, str(r["epochs"]), f"{r['minutes']:.2f}", r["status"]]
         )

@@ -221,6 +221,12 @@ def _tuner(search: Search, module, objective: Objective, dims, config):
             if search.remaining() <= 0:
                 raise _BudgetSpent(f"the {s['max_minutes']:g}-minute budget is spent")
 
+        def on_trial_begin(self, trial):
+            super().on_trial_begin(trial)
+            # KerasTuner saves its state when a trial ends; saved now, a kill during the first
+            # trial also resumes that trial (it is retried with the same id and run directory).
+            self.save()
+
         def run_trial(self, trial, *args, **kwargs):
             values = dict(trial.hyperparameters.values)
             # Hyperband's bookkeeping; its epoch budget for this round becomes the run's epochs.

@@ -20,6 +20,7 @@ COMMANDS = [
     "ablate",
     "diagnose",
     "inspect",
+    "tune",
 ]
 
 
