@@ -72,6 +72,8 @@ def show(recipe):
                 differing.setdefault(preset, []).append(f"{name}={value}")
     for preset, changes in differing.items():
         click.echo(f"  preset {preset}: {', '.join(changes)}")
+    if hasattr(module, "TUNE_SPACE"):
+        click.echo(f"\nSearch space of `tune --space default`: {'  '.join(module.TUNE_SPACE)}")
     click.echo("\n--data forms:")
     for form, description in module.DATA_FORMS.items():
         click.echo(f"  {form:<28} {description}")

@@ -75,6 +75,7 @@ def test_show_lists_presets_fields_forms_and_signatures():
         "tfds:NAME",
         "serving_default",
         "probabilities",
+        "tune --space default`: learning_rate=3e-4..3e-3:log",
     ):
         assert expected in result.output
 

@@ -180,6 +180,9 @@ def test_tiny_search_selects_on_validation_only_and_its_preset_file_reproduces_t
     cli_ok("tune", "sentiment", *args)
     assert {p: p.stat().st_mtime_ns for p in (out / "trials").rglob("history.csv")} == before
     assert evaluated == [best_dir]
+    # The same folder with another space is another search: refused, nothing touched.
+    other = CliRunner().invoke(main, ["tune", "sentiment", *args, "--space", "units=8,32"])
+    assert other.exit_code == 2 and "holds a search with other settings (space)" in other.output
 
 
 def test_preset_file_errors_are_one_line(tmp_path):
