@@ -103,7 +103,8 @@ class Search:
     Args:
         out: the search folder.
         settings: what the command asked for (a rerun must ask for the same).
-        seconds: training time spent so far, over all sessions.
+        seconds: wall time the search has run so far, over all sessions (a kill's gap does
+            not count).
         trials: trial id -> ``{"values", "objective", "epochs", "seconds", "cut", "status"}``.
     """
 
@@ -111,6 +112,9 @@ class Search:
     settings: dict
     seconds: float = 0.0
     trials: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self._session = (time.time(), self.seconds)
 
     @classmethod
     def open(cls, out: Path, settings: dict) -> Search:
@@ -135,6 +139,8 @@ class Search:
         return search
 
     def save(self) -> None:
+        started, before = self._session
+        self.seconds = before + time.time() - started
         rundir.write_json(
             self.out / SETTINGS,
             {"settings": self.settings, "seconds": round(self.seconds, 1), "trials": self.trials},
@@ -142,7 +148,8 @@ class Search:
 
     def remaining(self) -> float:
         """Seconds of the budget left."""
-        return self.settings["max_minutes"] * 60 - self.seconds
+        started, before = self._session
+        return self.settings["max_minutes"] * 60 - (before + time.time() - started)
 
 
 def _say(message: str) -> None:
@@ -162,20 +169,16 @@ def _train_trial(search: Search, trial_id: str, values: dict, module, objective)
     keras.backend.clear_session()
     start = time.time()
     deadline = start + search.remaining()
-    try:
-        Run.train(
-            s["recipe"],
-            s["data"],
-            s["test_data"],
-            s["preset"],
-            tuple(s["overrides"]) + tuple(lines),
-            run_dir,
-            validation_data=s["validation_data"],
-            deadline=deadline,
-        )
-    finally:
-        search.seconds += time.time() - start
-        search.save()
+    Run.train(
+        s["recipe"],
+        s["data"],
+        s["test_data"],
+        s["preset"],
+        tuple(s["overrides"]) + tuple(lines),
+        run_dir,
+        validation_data=s["validation_data"],
+        deadline=deadline,
+    )
     value, epochs = trial_score(run_dir, module, objective)
     search.trials[trial_id] = {
         "values": values,

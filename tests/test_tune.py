@@ -250,3 +250,15 @@ def test_objective_is_read_at_the_best_checkpoints_epoch(tmp_path, sentiment):
     assert tuning.trial_score(tmp_path, sentiment, accuracy) == (0.61, 3)
     with pytest.raises(UserError, match="the runs log no such metric; they log val_accuracy"):
         tuning.trial_score(tmp_path, sentiment, tuning.Objective("val_f1", "max"))
+
+
+def test_the_search_stops_when_its_minutes_are_spent(tmp_path):
+    data = write_csv(tmp_path / "reviews.csv", make_reviews(300))
+    out = tmp_path / "search"
+    # 1.2 s: spent while the preset's run is still training; no trial starts after it.
+    result = cli_ok("tune", "sentiment", "--preset", "tiny", "--set", "epochs=50", "--data",
+                    str(data), "--space", "units=8,16", "--max-minutes", "0.02", "--out", str(out))  # fmt: skip
+    assert "search stopped: the 0.02-minute budget is spent" in result.output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["trial"], r["status"]) for r in rows] == [("preset", "completed (budget cut)")]
+    assert int(rows[0]["epochs"]) < 50
