@@ -219,20 +219,9 @@ def _train(
 @_run_options
 @_strategy_options
 @handle_errors
-def run(
-    recipe,
-    data,
-    test_data,
-    validation_data,
-    preset,
-    preset_file,
-    overrides,
-    run_dir,
-    strategy,
-    cpu_devices,
-):
+def run(**options):
     """Train RECIPE, evaluate it on the test split and export a SavedModel."""
-    trained = _train(**locals())
+    trained = _train(**options)
     if trained is None:  # a worker that is not the chief: the chief evaluates and exports
         return
     trained.evaluate()
@@ -259,20 +248,9 @@ def run(
 @_run_options
 @_strategy_options
 @handle_errors
-def train(
-    recipe,
-    data,
-    test_data,
-    validation_data,
-    preset,
-    preset_file,
-    overrides,
-    run_dir,
-    strategy,
-    cpu_devices,
-):
+def train(**options):
     """Train RECIPE only (then `evaluate RUN_DIR` and `export RUN_DIR`)."""
-    trained = _train(**locals())
+    trained = _train(**options)
     if trained is not None:
         click.echo(f"trained; next: lstm-recipes evaluate {trained.run_dir}")
 

@@ -39,7 +39,7 @@ from lstm_recipes.console import handle_errors, quiet_tensorflow
     type=float,
     default=60.0,
     show_default=True,
-    help="Training time of the whole search; the trial running then is cut short.",
+    help="Wall time of the whole search (over reruns); the trial running then is cut short.",
 )
 @click.option(
     "--objective",
@@ -61,20 +61,7 @@ from lstm_recipes.console import handle_errors, quiet_tensorflow
     help="Search folder (default runs/RECIPE/tune); rerun the same command to resume.",
 )
 @handle_errors
-def tune(
-    recipe,
-    data,
-    test_data,
-    validation_data,
-    preset,
-    overrides,
-    space,
-    trials,
-    max_minutes,
-    objective,
-    algorithm,
-    out,
-):
+def tune(**options):
     """Search RECIPE's config on your data (KerasTuner), on the validation split only.
 
     The preset is trained first as the baseline; each trial is a normal run directory. Then the
@@ -84,17 +71,4 @@ def tune(
     quiet_tensorflow()
     from lstm_recipes import tuning
 
-    tuning.search(
-        recipe,
-        space,
-        data,
-        test_data,
-        validation_data,
-        preset,
-        overrides,
-        trials,
-        max_minutes,
-        objective,
-        algorithm,
-        out,
-    )
+    tuning.search(**options)
