@@ -165,7 +165,11 @@ def _train_trial(search: Search, trial_id: str, values: dict, module, objective)
     s = search.settings
     run_dir = search.out / "trials" / trial_id
     lines = search_space.set_lines(values)
-    _say(f"\n=== trial {trial_id}: {' '.join(lines) or '(the starting preset)'}")
+    used = s["max_minutes"] - search.remaining() / 60
+    _say(
+        f"\n=== trial {trial_id} ({used:.1f} of {s['max_minutes']:g} minutes used): "
+        f"{' '.join(lines) or '(the starting preset)'}"
+    )
     keras.backend.clear_session()
     start = time.time()
     deadline = start + search.remaining()
