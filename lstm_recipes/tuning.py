@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -156,8 +157,28 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _train_trial(search: Search, trial_id: str, values: dict, module, objective) -> float | None:
-    """Train one trial as a normal run directory and record its validation score."""
+def _continue_run(parent: Path, run_dir: Path, epochs: int, overrides: list[str]) -> None:
+    """Make ``run_dir`` a copy of the ``parent`` run that resumes to ``epochs`` epochs.
+
+    Hyperband promotes a trial to a longer round: its run's exact-resume backup (weights,
+    optimizer, data order, early-stopping memory) goes on from where the parent stopped.
+    """
+    tmp = run_dir.with_name(run_dir.name + ".copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(parent, tmp, ignore=shutil.ignore_patterns("export", "metrics.json"))
+    config = rundir.read_json(tmp / "config.json")
+    rundir.write_json(tmp / "config.json", {**config, "epochs": epochs})
+    info = rundir.read_json(tmp / "run.json")
+    info.update(state="started", overrides=overrides, continued_from=str(parent))
+    rundir.write_json(tmp / "run.json", info)
+    tmp.rename(run_dir)
+
+
+def _train_trial(
+    search: Search, trial_id: str, values: dict, module, objective, parent: str | None = None
+) -> float | None:
+    """Train one trial as a normal run directory and record its validation score; a Hyperband
+    trial with a ``parent`` goes on from that trial's run."""
     import keras
 
     from lstm_recipes.run import Run
@@ -170,6 +191,10 @@ def _train_trial(search: Search, trial_id: str, values: dict, module, objective)
         f"\n=== trial {trial_id} ({used:.1f} of {s['max_minutes']:g} minutes used): "
         f"{' '.join(lines) or '(the starting preset)'}"
     )
+    overrides = [*s["overrides"], *lines]
+    if parent is not None and not run_dir.exists():
+        _continue_run(search.out / "trials" / parent, run_dir, values["epochs"], overrides)
+        _say(f"going on from trial {parent}'s run")
     keras.backend.clear_session()
     start = time.time()
     deadline = start + search.remaining()
@@ -178,7 +203,7 @@ def _train_trial(search: Search, trial_id: str, values: dict, module, objective)
         s["data"],
         s["test_data"],
         s["preset"],
-        tuple(s["overrides"]) + tuple(lines),
+        tuple(overrides),
         run_dir,
         validation_data=s["validation_data"],
         deadline=deadline,
@@ -237,12 +262,12 @@ def _tuner(search: Search, module, objective: Objective, dims, config):
         def run_trial(self, trial, *args, **kwargs):
             values = dict(trial.hyperparameters.values)
             # Hyperband's bookkeeping; its epoch budget for this round becomes the run's epochs.
-            epochs = values.get("tuner/epochs")
+            epochs, parent = values.get("tuner/epochs"), values.get("tuner/trial_id")
             values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
             if epochs is not None:
                 values["epochs"] = int(epochs)
             try:
-                value = _train_trial(search, trial.trial_id, values, module, objective)
+                value = _train_trial(search, trial.trial_id, values, module, objective, parent)
             except UserError as e:  # diverged: a failed trial, not a failed search
                 _say(f"=== trial {trial.trial_id} failed: {e}")
                 search.trials[trial.trial_id] = {"values": values, "status": "failed"}

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -262,3 +263,23 @@ def test_the_search_stops_when_its_minutes_are_spent(tmp_path):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["trial"], r["status"]) for r in rows] == [("preset", "completed (budget cut)")]
     assert int(rows[0]["epochs"]) < 50
+
+
+def test_hyperband_promotes_a_trial_by_going_on_from_its_run(tmp_path):
+    data = write_csv(tmp_path / "reviews.csv", make_reviews(300))
+    out = tmp_path / "search"
+    # 3 epochs, factor 3: three 1-epoch trials, then the best of them trained to 3 epochs.
+    cli_ok("tune", "sentiment", "--preset", "tiny", "--set", "epochs=3", "--set", "patience=100",
+           "--data", str(data), "--space", "units=8,16", "--space", "dropout=0.1..0.5",
+           "--algorithm", "hyperband", "--trials", "4", "--out", str(out))  # fmt: skip
+    runs = {p.name: json.loads((p / "run.json").read_text()) for p in (out / "trials").iterdir()}
+    promoted = [name for name, info in runs.items() if "continued_from" in info]
+    assert len(promoted) == 1
+    child = out / "trials" / promoted[0]
+    parent = Path(runs[promoted[0]]["continued_from"])
+    parent_rows = (parent / "history.csv").read_text().splitlines()
+    child_rows = (child / "history.csv").read_text().splitlines()
+    # The parent's epoch is kept as it was, and two more follow it: 3 epochs in all.
+    assert len(parent_rows) == 2 and len(child_rows) == 4
+    assert child_rows[:2] == parent_rows
+    assert json.loads((child / "config.json").read_text())["epochs"] == 3
