@@ -212,6 +212,7 @@ def _train(
         strategy["strategy"],
         strategy["cpu_devices"],
         validation_data=validation_data,
+        deadline=strategy.get("deadline"),
     )
 
 
@@ -247,6 +248,8 @@ def run(**options):
 @main.command()
 @_run_options
 @_strategy_options
+# `tune` runs each trial as `train` in its own process; training stops at this time.time().
+@click.option("--deadline", type=float, default=None, hidden=True)
 @handle_errors
 def train(**options):
     """Train RECIPE only (then `evaluate RUN_DIR` and `export RUN_DIR`)."""

@@ -1,8 +1,9 @@
 """``lstm-recipes tune``: a hyperparameter search on KerasTuner whose trials are normal runs.
 
-Every trial trains with the recipe's own pipeline (``run.Run.train``: checkpoints, early stopping,
-exact resume) in its own run directory, and is scored on the validation split only: the value of
-the objective at the epoch the best checkpoint was taken. KerasTuner's oracle (Bayesian
+Every trial trains with the recipe's own pipeline (checkpoints, early stopping, exact resume)
+in its own run directory, by ``lstm-recipes train`` in a process of its own (``tune_trials``),
+and is scored on the validation split only: the value of the objective at the epoch the best
+checkpoint was taken. KerasTuner's oracle (Bayesian
 optimisation, Hyperband or random search) proposes the settings and keeps the search's state, so
 rerunning the same command after a kill retrains no finished trial and resumes the one that was
 cut. The starting preset is trained first, as the baseline every trial must beat; after the
@@ -18,12 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import time
 from pathlib import Path
 
 from lstm_recipes import recipe as recipe_lib
-from lstm_recipes import rundir, search_space, tune_report
+from lstm_recipes import rundir, search_space, tune_report, tune_trials
 from lstm_recipes.errors import UserError
 
 SETTINGS = "search.json"
@@ -157,32 +157,11 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _continue_run(parent: Path, run_dir: Path, epochs: int, overrides: list[str]) -> None:
-    """Make ``run_dir`` a copy of the ``parent`` run that resumes to ``epochs`` epochs.
-
-    Hyperband promotes a trial to a longer round: its run's exact-resume backup (weights,
-    optimizer, data order, early-stopping memory) goes on from where the parent stopped.
-    """
-    tmp = run_dir.with_name(run_dir.name + ".copying")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(parent, tmp, ignore=shutil.ignore_patterns("export", "metrics.json"))
-    config = rundir.read_json(tmp / "config.json")
-    rundir.write_json(tmp / "config.json", {**config, "epochs": epochs})
-    info = rundir.read_json(tmp / "run.json")
-    info.update(state="started", overrides=overrides, continued_from=str(parent))
-    rundir.write_json(tmp / "run.json", info)
-    tmp.rename(run_dir)
-
-
 def _train_trial(
     search: Search, trial_id: str, values: dict, module, objective, parent: str | None = None
 ) -> float | None:
     """Train one trial as a normal run directory and record its validation score; a Hyperband
     trial with a ``parent`` goes on from that trial's run."""
-    import keras
-
-    from lstm_recipes.run import Run
-
     s = search.settings
     run_dir = search.out / "trials" / trial_id
     lines = search_space.set_lines(values)
@@ -193,21 +172,13 @@ def _train_trial(
     )
     overrides = [*s["overrides"], *lines]
     if parent is not None and not run_dir.exists():
-        _continue_run(search.out / "trials" / parent, run_dir, values["epochs"], overrides)
+        tune_trials.continue_run(
+            search.out / "trials" / parent, run_dir, values["epochs"], overrides
+        )
         _say(f"going on from trial {parent}'s run")
-    keras.backend.clear_session()
     start = time.time()
     deadline = start + search.remaining()
-    Run.train(
-        s["recipe"],
-        s["data"],
-        s["test_data"],
-        s["preset"],
-        tuple(overrides),
-        run_dir,
-        validation_data=s["validation_data"],
-        deadline=deadline,
-    )
+    tune_trials.train_in_subprocess(s, overrides, run_dir, deadline)
     value, epochs = trial_score(run_dir, module, objective)
     search.trials[trial_id] = {
         "values": values,
