@@ -67,6 +67,8 @@ class Dimension:
 
 def format_value(value) -> str:
     """A config value as ``--set`` parses it back to the same value."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # KerasTuner's Gaussian process proposes NumPy scalars
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

@@ -239,7 +239,11 @@ def _tuner(search: Search, module, objective: Objective, dims, config):
             values = dict(trial.hyperparameters.values)
             # Hyperband's bookkeeping; its epoch budget for this round becomes the run's epochs.
             epochs, parent = values.get("tuner/epochs"), values.get("tuner/trial_id")
-            values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+            values = {
+                k: v.item() if hasattr(v, "item") else v  # NumPy scalars from the oracle
+                for k, v in values.items()
+                if not k.startswith("tuner/")
+            }
             if epochs is not None:
                 values["epochs"] = int(epochs)
             try:

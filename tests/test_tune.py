@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import cli_command, cli_ok, make_reviews, write_csv
@@ -72,11 +73,25 @@ def test_default_space_is_the_recipes_tune_space_and_its_values_start_at_the_pre
         assert hp.get(dim.name) == getattr(config, dim.name), dim.name
 
 
-def test_set_lines_parse_back_to_the_same_config(sentiment):
-    values = {"units": 32, "learning_rate": 0.0012345678901234, "bidirectional": False}
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"units": 32, "learning_rate": 0.0012345678901234, "bidirectional": False},
+        # What KerasTuner's Gaussian process proposes: NumPy scalars.
+        {
+            "units": np.int64(16),
+            "dropout": np.float64(0.41617828324459055),
+            "residual": np.bool_(1),
+        },
+    ],
+)
+def test_set_lines_parse_back_to_the_same_config(sentiment, values):
     lines = search_space.set_lines(values)
+    assert not any("np." in line for line in lines), lines
     config = recipe_lib.resolve_config(sentiment, "tiny", lines)
-    assert {k: getattr(config, k) for k in values} == values
+    assert {k: getattr(config, k) for k in values} == {
+        k: v.item() if hasattr(v, "item") else v for k, v in values.items()
+    }
 
 
 @pytest.mark.parametrize(
