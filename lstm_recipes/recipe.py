@@ -206,8 +206,6 @@ def read_preset_file(module: types.ModuleType, path: Path) -> tuple[str, list[st
     """
     import json
 
-    from lstm_recipes.search_space import set_lines
-
     try:
         content = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -346,3 +344,23 @@ def describe_fields(config) -> list[tuple[str, str, object, str]]:
             )
         )
     return rows
+
+
+def format_value(value) -> str:
+    """A config value as ``--set`` parses it back to the same value."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # KerasTuner's Gaussian process proposes NumPy scalars
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(format_value(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def set_lines(values: dict) -> list[str]:
+    """``KEY=VALUE`` strings that ``--set`` parses back to ``values``.
+
+    Args:
+        values: config field -> value.
+    """
+    return [f"{key}={format_value(value)}" for key, value in values.items()]

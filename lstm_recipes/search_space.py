@@ -59,21 +59,11 @@ class Dimension:
     def describe(self) -> str:
         """The spec as a user writes it."""
         if self.kind in ("choice", "bool"):
-            return f"{self.name}={','.join(format_value(v) for v in self.values)}"
-        return f"{self.name}={format_value(self.low)}..{format_value(self.high)}" + (
-            ":log" if self.log else ""
+            return f"{self.name}={','.join(recipe_lib.format_value(v) for v in self.values)}"
+        return (
+            f"{self.name}={recipe_lib.format_value(self.low)}..{recipe_lib.format_value(self.high)}"
+            + (":log" if self.log else "")
         )
-
-
-def format_value(value) -> str:
-    """A config value as ``--set`` parses it back to the same value."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()  # KerasTuner's Gaussian process proposes NumPy scalars
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(format_value(v) for v in value)
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _is_number(annotation) -> bool:
@@ -229,12 +219,3 @@ def hyperparameters(dims: typing.Sequence[Dimension], config):
             else:
                 hp.Float(dim.name, dim.low, dim.high, sampling=sampling, **kwargs)
     return hp
-
-
-def set_lines(values: dict) -> list[str]:
-    """``KEY=VALUE`` strings that ``--set`` parses back to ``values``.
-
-    Args:
-        values: config field -> value.
-    """
-    return [f"{key}={format_value(value)}" for key, value in values.items()]

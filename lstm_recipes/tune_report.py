@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_recipes import rundir, search_space
+from lstm_recipes import recipe as recipe_lib
+from lstm_recipes import rundir
 
 
 def read_history(path: Path) -> list[dict]:
@@ -90,7 +91,7 @@ def importance(table: list[dict], fields: list[str]) -> dict[str, float]:
 def _shown(value, exact: bool) -> str:
     if isinstance(value, float) and not exact:
         return f"{value:.4g}" if abs(value) < 0.01 else f"{value:.4f}"
-    return search_space.format_value(value)
+    return recipe_lib.format_value(value)
 
 
 def _table(
@@ -195,7 +196,7 @@ def _plots(folder: Path, table: list[dict], objective, weights: dict[str, float]
         if not points:
             continue
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        xs = [search_space.format_value(x) if isinstance(x, (str, bool)) else x for x, _ in points]
+        xs = [recipe_lib.format_value(x) if isinstance(x, (str, bool)) else x for x, _ in points]
         ax.plot(xs, [y for _, y in points], "o")
         numbers = [x for x, _ in points if isinstance(x, float)]
         if len(numbers) == len(points) and min(numbers) > 0 and max(numbers) / min(numbers) > 20:

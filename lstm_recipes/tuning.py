@@ -164,7 +164,7 @@ def _train_trial(
     trial with a ``parent`` goes on from that trial's run."""
     s = search.settings
     run_dir = search.out / "trials" / trial_id
-    lines = search_space.set_lines(values)
+    lines = recipe_lib.set_lines(values)
     used = s["max_minutes"] - search.remaining() / 60
     _say(
         f"\n=== trial {trial_id} ({used:.1f} of {s['max_minutes']:g} minutes used): "

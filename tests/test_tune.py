@@ -86,7 +86,7 @@ def test_default_space_is_the_recipes_tune_space_and_its_values_start_at_the_pre
     ],
 )
 def test_set_lines_parse_back_to_the_same_config(sentiment, values):
-    lines = search_space.set_lines(values)
+    lines = recipe_lib.set_lines(values)
     assert not any("np." in line for line in lines), lines
     config = recipe_lib.resolve_config(sentiment, "tiny", lines)
     assert {k: getattr(config, k) for k in values} == {
