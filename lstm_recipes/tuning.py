@@ -285,7 +285,7 @@ def search(
         preset: the preset the search starts from (trained first, as the baseline).
         overrides: ``KEY=VALUE`` changes to the preset, kept in every trial.
         trials: trials besides the baseline.
-        max_minutes: training time of the whole search.
+        max_minutes: wall time of the whole search, over its reruns.
         objective: ``NAME[:min|max]`` of a validation metric (default: the recipe's
             ``MONITOR``).
         algorithm: ``bayesian``, ``hyperband`` or ``random``.
