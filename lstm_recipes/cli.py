@@ -271,13 +271,33 @@ def evaluate(run_dir):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["savedmodel", "litert", "tflite"]),
+    default="savedmodel",
+    show_default=True,
+    help="litert (or tflite): a .tflite file for phones and watches, under RUN_DIR/export/litert/.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "dynamic", "float16", "int8"]),
+    default="none",
+    show_default=True,
+    help="LiteRT weights: dynamic (int8 weights) or float16; int8 is refused (its calibration "
+    "crashes on LSTM loops).",
+)
 @handle_errors
-def export(run_dir):
-    """Export a trained run as a new SavedModel version under RUN_DIR/export/."""
+def export(run_dir, fmt, quantize):
+    """Export a trained run as a new SavedModel version under RUN_DIR/export/ (or LiteRT)."""
     quiet_tensorflow()
     from lstm_recipes.run import Run
 
-    click.echo(f"exported {Run.reopen(run_dir).export()}")
+    if fmt == "savedmodel" and quantize != "none":
+        raise UserError("expected --quantize with --format litert, found it with savedmodel")
+    run = Run.reopen(run_dir)
+    path = run.export() if fmt == "savedmodel" else run.export_litert(quantize)
+    click.echo(f"exported {path}")
 
 
 # ----------------------------------------------------------------------------- serving

@@ -4,7 +4,7 @@ Each use says why no public API does the job. ``tests/test_compat.py`` holds one
 use: it fails, saying what to change here, as soon as an installed Keras or TensorFlow release
 moves or changes the internal. Nothing outside this module touches ``keras.src``, a
 ``BackupAndRestore`` internal, ``model._initial_epoch``, ``reduce_per_replica``,
-``LSTM.inner_loop`` or a dataset's class.
+``LSTM.inner_loop``, a dataset's class or ``convert_variables_to_constants_v2``.
 
 Checked with Keras 3.15 and TensorFlow 2.21 (``KNOWN_KERAS``).
 """
@@ -218,3 +218,24 @@ class LSTMLoopHook(keras.layers.LSTM):
         if not self.own_loop_applies():
             return super().inner_loop(sequences, initial_state, mask, training=training)
         return self.own_loop(sequences, initial_state, mask, training=training)
+
+
+# ----------------------------------------------------------------------------- LiteRT conversion
+
+
+def frozen_function(concrete: tf.types.experimental.ConcreteFunction):
+    """``concrete`` with every variable it reads turned into a constant.
+
+    Why private: the LiteRT converter keeps resource variables that a ``while`` loop body reads
+    (every LSTM layer's weights) as variables, and the interpreter then fails at run time
+    (``READ_VARIABLE ... variable != nullptr``). TensorFlow's own converter freezes graphs with
+    this function; no public API does.
+
+    Args:
+        concrete: a traced ``tf.function``.
+    """
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    return convert_variables_to_constants_v2(concrete)

@@ -165,32 +165,42 @@ json.dump(results, sys.stdout)
 """
 
 
-def verify_in_fresh_process(path: Path, samples: dict, expected: dict, atol: float = 1e-4) -> None:
-    """Load ``path`` in a new Python process that imports only TensorFlow and compare outputs.
+def run_fresh(script: str, path: Path, samples: dict, what: str) -> dict:
+    """The JSON that ``script`` prints when run on ``path`` and ``samples`` in a new Python.
 
     Args:
-        path: the SavedModel folder.
+        script: Python source; reads the samples from stdin and ``path`` from ``sys.argv[1]``.
+        path: the exported model.
         samples: signature name -> keyword inputs.
-        expected: the in-process outputs from ``run_samples``.
-        atol: tolerance for float outputs.
+        what: the model's name in the error (e.g. "the exported model").
     """
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     path = path.resolve()  # the child runs in another folder
     proc = subprocess.run(
-        [sys.executable, "-c", _VERIFY_SCRIPT, str(path)],
+        [sys.executable, "-c", script, str(path)],
         input=json.dumps(samples),
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         cwd=path.parent,
     )
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         raise RuntimeError(
-            "the exported model failed to load or run in a fresh process: "
+            f"{what} failed to load or run in a fresh process: "
             f"{lines[-1] if lines else 'no error output'}\n{proc.stderr[-3000:]}"
         )
-    actual = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def check_equal(expected: dict, actual: dict, atol: float, what: str) -> None:
+    """Raise unless every output in ``actual`` equals ``expected`` (floats within ``atol``).
+
+    Args:
+        expected: signature name -> output name -> plain value.
+        actual: the same structure, from another run.
+        atol: tolerance for numeric outputs.
+        what: how ``actual`` was obtained, for the error (e.g. "after reload").
+    """
     for name, outputs in expected.items():
         for key, want in outputs.items():
             got = actual[name][key]
@@ -202,9 +212,22 @@ def verify_in_fresh_process(path: Path, samples: dict, expected: dict, atol: flo
             )
             if not same:
                 raise RuntimeError(
-                    f"exported signature {name!r} output {key!r} differs after reload: "
+                    f"signature {name!r} output {key!r} differs {what}: "
                     f"expected {want!r:.300}, got {got!r:.300}"
                 )
+
+
+def verify_in_fresh_process(path: Path, samples: dict, expected: dict, atol: float = 1e-4) -> None:
+    """Load ``path`` in a new Python process that imports only TensorFlow and compare outputs.
+
+    Args:
+        path: the SavedModel folder.
+        samples: signature name -> keyword inputs.
+        expected: the in-process outputs from ``run_samples``.
+        atol: tolerance for float outputs.
+    """
+    actual = run_fresh(_VERIFY_SCRIPT, path, samples, "the exported model")
+    check_equal(expected, actual, atol, "in the exported model after reload")
 
 
 def export_saved_model(serving: Serving, export_root: Path, metadata: dict) -> Path:

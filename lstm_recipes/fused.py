@@ -25,6 +25,7 @@ package. ``LSTM_RECIPES_FUSED=0`` in the environment switches back to Keras's lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import keras
@@ -254,10 +255,25 @@ def masked_lstm(
     return h, outputs, [h, c]
 
 
+_KERAS_LOOP = []  # non-empty inside keras_loop()
+
+
+@contextlib.contextmanager
+def keras_loop():
+    """Trace with Keras's own step loop: LiteRT converts it to builtin ops, while the fused
+    loop's TensorLists need Select TF ops."""
+    _KERAS_LOOP.append(True)
+    try:
+        yield
+    finally:
+        _KERAS_LOOP.pop()
+
+
 def use_fused() -> bool:
-    """True where the fused CPU loop applies: no GPU visible (there Keras uses cuDNN), and the
-    environment does not set ``LSTM_RECIPES_FUSED=0`` (Keras's own loop, for comparisons)."""
-    if os.environ.get("LSTM_RECIPES_FUSED", "1").strip() == "0":
+    """True where the fused CPU loop applies: no GPU visible (there Keras uses cuDNN), the
+    environment does not set ``LSTM_RECIPES_FUSED=0`` (Keras's own loop, for comparisons), and
+    no LiteRT conversion is tracing (``keras_loop``)."""
+    if _KERAS_LOOP or os.environ.get("LSTM_RECIPES_FUSED", "1").strip() == "0":
         return False
     return not tf.config.list_logical_devices("GPU")
 

@@ -192,6 +192,25 @@ class Run:
         _say("test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
         return metrics
 
+    def export_litert(self, quantize: str = "none") -> Path:
+        """A new LiteRT version under ``export/litert/``, verified in a fresh process that has
+        only the LiteRT interpreter; returns the version's folder.
+
+        Args:
+            quantize: ``none``, ``dynamic`` or ``float16`` (see ``litert.convert``).
+        """
+        from lstm_recipes import litert
+
+        if not hasattr(self.module, "portable"):
+            raise UserError(
+                f"expected a recipe with a LiteRT export (frame_labeling), found {self.name}: "
+                "export it as a SavedModel (without --format)"
+            )
+        _say(f"converting to LiteRT (quantize {quantize}) and verifying in a fresh process...")
+        portable = self.module.portable(self.config, self.model, self.prep)
+        metadata = {"recipe": self.name}
+        return litert.export_litert(portable, self.run_dir / "export", quantize, metadata)
+
     def export(self) -> Path:
         """A new SavedModel version under ``export/``, verified in a fresh process, and the
         model card; returns the version's path."""

@@ -23,7 +23,8 @@ their group (``group_column``, else the sequence id or file name).
 
 Export: ``serving_default(frames: float32[None, None, F]) -> {labels: string[None, None],
 probabilities: float32[None, None, C]}``; rows of NaN pad. From the command line, each INPUT is
-one sequence as a JSON list of frames (see ``predict_example``).
+one sequence as a JSON list of frames (see ``predict_example``). On a phone or a watch:
+``lstm-recipes export RUN_DIR --format litert`` (one window per call; see ``portable``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import aligned, cells, distribute, inspection, metrics, training
+from lstm_recipes import aligned, cells, distribute, inspection, litert, metrics, training
 from lstm_recipes.data import Splits, check_labels_seen, frame_stream, limit, reading, share
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.stream import Stream
@@ -372,6 +373,31 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     sample[1, -5:] = np.nan
     return Serving(
         {"serving_default": serve_frames}, [model], {"serving_default": {"frames": sample.tolist()}}
+    )
+
+
+def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
+    """LiteRT: ``frames: float32[1, T, F]`` (NaN rows pad) -> ``labels: string[1, T]``,
+    ``probabilities: float32[1, T, C]`` for one window; the labels and the normalisation are
+    inside the file. Longer sequences: windows of ``window`` frames every ``stride``, averaged,
+    as the SavedModel does (both in ``metadata.json``)."""
+    labels = tf.constant(prep["labels"])
+    spec = [tf.TensorSpec([1, None, prep["features"]], tf.float32, name="frames")]
+
+    @tf.function(input_signature=spec, autograph=False)
+    def serve(frames):
+        probabilities = tf.nn.softmax(model({"frames": frames}, training=False)[..., 1:])
+        ids = tf.argmax(probabilities, -1, output_type=tf.int32)
+        return {"labels": tf.gather(labels, ids), "probabilities": probabilities}
+
+    sample = np.random.default_rng(0).normal(size=(1, 40, prep["features"])).astype("float32")
+    sample[0, -5:] = np.nan
+
+    facts = {"labels": prep["labels"], "window": config.window, "stride": config.stride}
+    return litert.Portable(
+        {"serving_default": serve},
+        {"serving_default": {"frames": sample.tolist()}},
+        facts,
     )
 
 

@@ -104,3 +104,12 @@ def test_profile_training_quick(tmp_path):
     out = bench("profile_training.py", "--quick", tmp_path=tmp_path)
     shares = [float(m) for m in re.findall(r"^\| [^|]+ \| ([\d.]+)% \|$", out, re.M)]
     assert shares and abs(sum(shares) - 100) < 0.5
+
+
+@pytest.mark.slow  # trains a tiny run and converts it three times
+def test_on_device_quick_prints_each_quantization_and_full_float_agreement(tmp_path):
+    out = bench("on_device.py", "--quick", tmp_path=tmp_path)
+    found = dict(re.findall(r"^LiteRT (\w+): .* agreement ([\d.]+)%", out, re.M))
+    assert set(found) == {"none", "dynamic", "float16"}, out
+    # The float model is the SavedModel's graph: its windowed labels must all agree.
+    assert float(found["none"]) == 100.0, out

@@ -144,3 +144,23 @@ def test_keras_still_needs_the_multi_worker_workaround():
             f"Keras {keras.__version__} still fails in {failures}: raise "
             "compat.MULTI_WORKER_FIX_UNTIL"
         )
+
+
+def test_frozen_function_turns_variables_into_constants():
+    weight = tf.Variable([2.0, 3.0])
+
+    @tf.function(input_signature=[tf.TensorSpec([2], tf.float32)])
+    def scale(x):
+        return {"y": x * weight}
+
+    try:
+        frozen = compat.frozen_function(scale.get_concrete_function())
+    except ImportError as e:
+        raise AssertionError(
+            f"TensorFlow {tf.__version__} moved convert_variables_to_constants_v2 ({e}): update "
+            "compat.frozen_function, which LiteRT export needs"
+        ) from None
+    assert not frozen.variables, "compat.frozen_function left variables in the graph"
+    weight.assign([0.0, 0.0])  # a frozen graph keeps the values it was frozen with
+    out = tf.nest.flatten(frozen(tf.constant([1.0, 1.0])))[0]
+    np.testing.assert_allclose(out.numpy(), [2.0, 3.0])
