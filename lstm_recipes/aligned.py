@@ -10,8 +10,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from lstm_recipes import blocks, metrics, plots
+from lstm_recipes import blocks, cells, metrics, plots
 from lstm_recipes.errors import UserError
 
 
@@ -63,7 +64,7 @@ def step_scores(gold: list[list[str]], predicted: list[list[str]], names: list, 
 
 
 def label_steps(x, mask, num_labels: int, config) -> keras.KerasTensor:
-    """Bidirectional ``blocks.StackedLSTM`` over masked steps, then logits at every step.
+    """A (bi)LSTM ``blocks.StackedLSTM`` over masked steps, then logits at every step.
 
     Logit 0 is the padding class: targets use 0 for padding and the loss ignores it.
 
@@ -76,7 +77,7 @@ def label_steps(x, mask, num_labels: int, config) -> keras.KerasTensor:
     x = blocks.StackedLSTM(
         config.units,
         config.layers,
-        bidirectional=True,
+        bidirectional=getattr(config, "bidirectional", True),
         dropout=config.dropout,
         cell=config.cell,
         name="encoder",
@@ -84,3 +85,43 @@ def label_steps(x, mask, num_labels: int, config) -> keras.KerasTensor:
     # The loss masks padding by ignore_class: a Keras mask on top would fail to broadcast.
     x = blocks.DropMask()(x)
     return keras.layers.Dense(num_labels + 1, name="logits")(x)
+
+
+def step_function(model: keras.Model, labels: list[str], config, embed, spec: tf.TensorSpec):
+    """A ``tf.function`` that labels one step of a unidirectional model and carries its states.
+
+    ``step(<input>, states: float32[B, layers * n, units]) -> {labels: string[B],
+    probabilities: float32[B, C], states}``, n the cell's state count; zeros start a sequence. A
+    step the embedding marks as padding leaves the states as they were, so stepping through a
+    sequence gives the full-sequence outputs with constant memory.
+
+    Args:
+        model: a trained model whose layers are named ``encoder`` (a unidirectional
+            ``StackedLSTM``) and ``logits``.
+        labels: the label names, in id order.
+        config: the recipe config (``cell``, ``layers``, ``units``).
+        embed: one step's input ``[B, ...]`` -> (``[B, 1, features]`` encoder input, ``[B, 1]``
+            real-step mask).
+        spec: the step input's ``TensorSpec`` (its name is the signature's input name).
+    """
+    encoder, head = model.get_layer("encoder"), model.get_layer("logits")
+    n = cells.num_states(config.cell)
+    names = tf.constant(labels)
+    state_spec = tf.TensorSpec([spec.shape[0], config.layers * n, config.units], name="states")
+
+    @tf.function(input_signature=[spec, state_spec], autograph=False)
+    def step(value, states):
+        x, real = embed(value)
+        given = [[states[:, i * n + j] for j in range(n)] for i in range(config.layers)]
+        out, new = encoder.run(x, mask=real, training=False, initial_states=given)
+        probabilities = tf.nn.softmax(head(out)[:, 0, 1:])
+        ids = tf.argmax(probabilities, -1, output_type=tf.int32)
+        carried = tf.stack([s for layer in new for s in layer], 1)
+        return {"labels": tf.gather(names, ids), "probabilities": probabilities, "states": carried}
+
+    return step
+
+
+def zero_states(config, batch: int) -> list:
+    """The ``states`` that start a sequence for ``step_function``, as a nested list."""
+    return np.zeros((batch, config.layers * cells.num_states(config.cell), config.units)).tolist()

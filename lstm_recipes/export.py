@@ -129,8 +129,9 @@ def run_samples(endpoints: dict, samples: dict) -> dict:
     results = {}
     for name, inputs in samples.items():
         spec = endpoints[name].input_signature
-        args = {s.name: tf.constant(_unwrap(inputs[s.name]), dtype=s.dtype) for s in spec}
-        outputs = endpoints[name](**args)
+        # Positional, in the signature's order: a spec's name need not be the argument's.
+        args = [tf.constant(_unwrap(inputs[s.name]), dtype=s.dtype) for s in spec]
+        outputs = endpoints[name](*args)
         results[name] = {k: _to_plain(v) for k, v in outputs.items()}
     return results
 

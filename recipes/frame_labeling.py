@@ -85,6 +85,7 @@ class Config:
     stride: int = 128  # step between evaluation windows (overlaps are averaged)
     units: int = 128  # LSTM units per direction
     layers: int = 2  # stacked BiLSTM layers
+    bidirectional: bool = True  # false: causal, so exports get a `step` signature (streaming)
     cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     dropout: float = 0.3  # dropout on inputs, between layers and before the softmax
     batch_size: int = 32  # windows per batch
@@ -358,8 +359,17 @@ def predict_example(config: Config, prep: dict) -> str:
     return f"'{json.dumps([frame, frame])}'"
 
 
+def _step(config: Config, model: keras.Model, prep: dict, batch):
+    """``step(frame: float32[B, F], states)``: ``aligned.step_function`` for frames."""
+    normalize = model.get_layer("normalize")
+    spec = tf.TensorSpec([batch, prep["features"]], tf.float32, name="frame")
+    return aligned.step_function(
+        model, prep["labels"], config, lambda f: normalize(f[:, tf.newaxis]), spec
+    )
+
+
 def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
-    """Raw frames in (NaN rows pad); labels and probabilities out."""
+    """Raw frames in (NaN rows pad); labels and probabilities out; ``step`` when causal."""
     labeler = Labeler(config, model, prep)
     spec = [tf.TensorSpec([None, None, prep["features"]], tf.float32, name="frames")]
 
@@ -371,16 +381,18 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     rng = np.random.default_rng(0)
     sample = rng.normal(size=(2, config.window + 7, prep["features"])).astype("float32")
     sample[1, -5:] = np.nan
-    return Serving(
-        {"serving_default": serve_frames}, [model], {"serving_default": {"frames": sample.tolist()}}
-    )
+    endpoints = {"serving_default": serve_frames}
+    samples = {"serving_default": {"frames": sample.tolist()}}
+    if not config.bidirectional:
+        endpoints["step"] = _step(config, model, prep, None)
+        samples["step"] = {"frame": sample[:, 0].tolist(), "states": aligned.zero_states(config, 2)}
+    return Serving(endpoints, [model], samples)
 
 
 def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
     """LiteRT: ``frames: float32[1, T, F]`` (NaN rows pad) -> ``labels: string[1, T]``,
-    ``probabilities: float32[1, T, C]`` for one window; the labels and the normalisation are
-    inside the file. Longer sequences: windows of ``window`` frames every ``stride``, averaged,
-    as the SavedModel does (both in ``metadata.json``)."""
+    ``probabilities: float32[1, T, C]`` for one window, labels and normalisation inside; longer
+    sequences: windows of ``window`` every ``stride``, averaged (``metadata.json``)."""
     labels = tf.constant(prep["labels"])
     spec = [tf.TensorSpec([1, None, prep["features"]], tf.float32, name="frames")]
 
@@ -394,11 +406,13 @@ def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
     sample[0, -5:] = np.nan
 
     facts = {"labels": prep["labels"], "window": config.window, "stride": config.stride}
-    return litert.Portable(
-        {"serving_default": serve},
-        {"serving_default": {"frames": sample.tolist()}},
-        facts,
-    )
+    facts["streaming"] = "step" if not config.bidirectional else "no (bidirectional)"
+    endpoints = {"serving_default": serve}
+    samples = {"serving_default": {"frames": sample.tolist()}}
+    if not config.bidirectional:
+        endpoints["step"] = _step(config, model, prep, 1)
+        samples["step"] = {"frame": sample[:, 0].tolist(), "states": aligned.zero_states(config, 1)}
+    return litert.Portable(endpoints, samples, facts)
 
 
 # ----------------------------------------------------------------------------- inspection

@@ -47,6 +47,7 @@ def test_litert_export_equals_the_keras_model_in_a_litert_only_process(frames_ru
     version = frames_run / "export" / "litert" / result.output.split("litert/")[-1].strip()
     meta = json.loads((version / litert.METADATA_FILE).read_text())
     assert meta["quantize"] == "none" and meta["recipe"] == "frame_labeling"
+    assert meta["streaming"] == "no (bidirectional)"  # the tiny preset's BiLSTM cannot step
     from lstm_recipes.run import Run
 
     run = Run.reopen(frames_run)
@@ -139,3 +140,33 @@ def test_a_recipe_without_a_litert_export_is_refused(reviews_csv, tmp_path):
     assert result.exit_code == 2, result.output
     assert "expected a recipe with a LiteRT export" in result.output
     assert not (tiny_run / "export" / "litert").exists()
+
+
+def test_a_causal_models_step_signature_equals_the_full_sequence_in_both_exports(tmp_path):
+    run_dir = tmp_path / "run"
+    cli_ok("train", "frame_labeling", "--preset", "tiny", "--set", "bidirectional=false",
+           "--set", "layers=2", "--run-dir", str(run_dir))  # fmt: skip
+    cli_ok("export", str(run_dir))
+    version = cli_ok("export", str(run_dir), "--format", "litert").output.split()[-1]
+    from lstm_recipes.run import Run
+
+    run = Run.reopen(run_dir)
+    frames = np.random.default_rng(5).normal(size=(1, 30, run.prep["features"]))
+    frames = frames.astype("float32")
+    logits = run.model({"frames": tf.constant(frames)}, training=False)[..., 1:]
+    want = tf.nn.softmax(logits).numpy()[0]
+    saved = tf.saved_model.load(str(run_dir / "export" / "1")).signatures["step"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=f"{version}/model.tflite")
+    assert set(interpreter.get_signature_list()) == {"serving_default", "step"}
+    device = interpreter.get_signature_runner("step")
+    states = np.zeros((1, 2 * 2, run.config.units), np.float32)
+    lite_states = states
+    for t in range(frames.shape[1]):
+        out = saved(frame=tf.constant(frames[:, t]), states=tf.constant(states))
+        states = out["states"].numpy()
+        np.testing.assert_allclose(out["probabilities"].numpy()[0], want[t], atol=1e-5)
+        lite = device(frame=frames[:, t], states=lite_states)
+        lite_states = lite["states"]
+        np.testing.assert_allclose(lite["probabilities"][0], want[t], atol=1e-4)
