@@ -96,11 +96,12 @@ def latest_version(path: Path) -> Path:
     )
 
 
-def _to_plain(value) -> list:
+def to_plain(value) -> list:
+    """An output tensor or array as plain Python (text decoded from UTF-8) for JSON."""
     array = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
     if isinstance(array, bytes):
         return array.decode("utf-8", "replace")
-    if array.dtype == object:
+    if array.dtype == object or array.dtype.kind == "S":
         return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
     return array.tolist()
 
@@ -132,7 +133,7 @@ def run_samples(endpoints: dict, samples: dict) -> dict:
         # Positional, in the signature's order: a spec's name need not be the argument's.
         args = [tf.constant(_unwrap(inputs[s.name]), dtype=s.dtype) for s in spec]
         outputs = endpoints[name](*args)
-        results[name] = {k: _to_plain(v) for k, v in outputs.items()}
+        results[name] = {k: to_plain(v) for k, v in outputs.items()}
     return results
 
 

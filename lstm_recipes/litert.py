@@ -37,14 +37,12 @@ class Portable:
     Args:
         endpoints: signature name -> ``tf.function`` with a batch-1 ``input_signature``.
         samples: signature name -> keyword inputs (nested lists) to verify the file with.
-        metadata: JSON facts written beside the model (labels, window, vocabulary file names).
-        files: file name -> text written beside the model (a vocabulary, one entry per line).
+        metadata: JSON facts written beside the model (labels, window, streaming).
     """
 
     endpoints: dict
     samples: dict
     metadata: dict = dataclasses.field(default_factory=dict)
-    files: dict = dataclasses.field(default_factory=dict)
 
 
 def _named_outputs(frozen, outputs):
@@ -120,23 +118,13 @@ def run_interpreter(blob: bytes, samples: dict) -> dict:
     """Outputs of each signature of a ``.tflite`` model on its samples, as plain lists."""
     from ai_edge_litert.interpreter import Interpreter
 
-    return _run(Interpreter(model_content=blob), samples)
-
-
-def _plain(array) -> list:
-    array = np.asarray(array)
-    if array.dtype == object or array.dtype.kind == "S":
-        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
-    return array.tolist()
-
-
-def _run(interpreter, samples: dict) -> dict:
+    interpreter = Interpreter(model_content=blob)
     results = {}
     for name, inputs in samples.items():
         runner = interpreter.get_signature_runner(name)
         details = runner.get_input_details()
         args = {k: np.asarray(v, dtype=details[k]["dtype"]) for k, v in inputs.items()}
-        results[name] = {k: _plain(v) for k, v in runner(**args).items()}
+        results[name] = {k: export_lib.to_plain(v) for k, v in runner(**args).items()}
     return results
 
 
@@ -186,7 +174,7 @@ def export_litert(portable: Portable, export_root: Path, quantize: str, metadata
     outputs in a fresh LiteRT-only process must equal this process's interpreter's.
 
     Args:
-        portable: the recipe's numeric signatures, samples and side files.
+        portable: the recipe's numeric signatures, samples and metadata.
         export_root: the run's ``export/`` folder.
         quantize: one of ``QUANTIZE``.
         metadata: JSON facts for ``metadata.json`` (recipe, signatures).
@@ -204,8 +192,6 @@ def export_litert(portable: Portable, export_root: Path, quantize: str, metadata
     try:
         tmp.mkdir()
         (tmp / MODEL_FILE).write_bytes(blob)
-        for name, text in portable.files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
         interpreted = run_interpreter(blob, portable.samples)
         if quantize == "none":
             graph = export_lib.run_samples(portable.endpoints, portable.samples)

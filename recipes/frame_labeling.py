@@ -359,13 +359,19 @@ def predict_example(config: Config, prep: dict) -> str:
     return f"'{json.dumps([frame, frame])}'"
 
 
-def _step(config: Config, model: keras.Model, prep: dict, batch):
-    """``step(frame: float32[B, F], states)``: ``aligned.step_function`` for frames."""
+def _add_step(config: Config, model, prep: dict, endpoints: dict, samples: dict, frame, batch):
+    """A causal model's ``step(frame: float32[B, F], states)`` (``aligned.step_function``) and
+    its verification sample, added to ``endpoints`` and ``samples``."""
+    if config.bidirectional:
+        return
     normalize = model.get_layer("normalize")
     spec = tf.TensorSpec([batch, prep["features"]], tf.float32, name="frame")
-    return aligned.step_function(
-        model, prep["labels"], config, lambda f: normalize(f[:, tf.newaxis]), spec
-    )
+
+    def embed(x):
+        return normalize(x[:, tf.newaxis])
+
+    endpoints["step"] = aligned.step_function(model, prep["labels"], config, embed, spec)
+    samples["step"] = {"frame": frame.tolist(), "states": aligned.zero_states(config, len(frame))}
 
 
 def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
@@ -383,9 +389,7 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     sample[1, -5:] = np.nan
     endpoints = {"serving_default": serve_frames}
     samples = {"serving_default": {"frames": sample.tolist()}}
-    if not config.bidirectional:
-        endpoints["step"] = _step(config, model, prep, None)
-        samples["step"] = {"frame": sample[:, 0].tolist(), "states": aligned.zero_states(config, 2)}
+    _add_step(config, model, prep, endpoints, samples, sample[:, 0], None)
     return Serving(endpoints, [model], samples)
 
 
@@ -404,14 +408,11 @@ def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
 
     sample = np.random.default_rng(0).normal(size=(1, 40, prep["features"])).astype("float32")
     sample[0, -5:] = np.nan
-
     facts = {"labels": prep["labels"], "window": config.window, "stride": config.stride}
     facts["streaming"] = "step" if not config.bidirectional else "no (bidirectional)"
     endpoints = {"serving_default": serve}
     samples = {"serving_default": {"frames": sample.tolist()}}
-    if not config.bidirectional:
-        endpoints["step"] = _step(config, model, prep, 1)
-        samples["step"] = {"frame": sample[:, 0].tolist(), "states": aligned.zero_states(config, 1)}
+    _add_step(config, model, prep, endpoints, samples, sample[:, 0], 1)
     return litert.Portable(endpoints, samples, facts)
 
 
