@@ -38,11 +38,13 @@ class Portable:
         endpoints: signature name -> ``tf.function`` with a batch-1 ``input_signature``.
         samples: signature name -> keyword inputs (nested lists) to verify the file with.
         metadata: JSON facts written beside the model (labels, window, streaming).
+        files: file name -> text written beside the model (a vocabulary).
     """
 
     endpoints: dict
     samples: dict
     metadata: dict = dataclasses.field(default_factory=dict)
+    files: dict = dataclasses.field(default_factory=dict)
 
 
 def _named_outputs(frozen, outputs):
@@ -75,7 +77,8 @@ def _not_converting(error: Exception) -> UserError:
             f"cannot convert to LiteRT: TensorFlow op(s) {', '.join(ops[:5])} have no builtin "
             "LiteRT kernel; nothing was written"
         )
-    first = next((line for line in str(error).splitlines() if "error" in line.lower()), "")
+    lines = str(error).splitlines() or [""]
+    first = next((line for line in lines if "error" in line.lower()), lines[0])
     detail = first.strip()[:300] or type(error).__name__
     return UserError(f"cannot convert to LiteRT: {detail}; nothing was written")
 
@@ -192,6 +195,8 @@ def export_litert(portable: Portable, export_root: Path, quantize: str, metadata
     try:
         tmp.mkdir()
         (tmp / MODEL_FILE).write_bytes(blob)
+        for name, text in portable.files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
         interpreted = run_interpreter(blob, portable.samples)
         if quantize == "none":
             graph = export_lib.run_samples(portable.endpoints, portable.samples)

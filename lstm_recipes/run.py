@@ -202,9 +202,10 @@ class Run:
         from lstm_recipes import litert
 
         if not hasattr(self.module, "portable"):
+            # A recipe says why in NO_LITERT (what did not convert, measured).
+            why = getattr(self.module, "NO_LITERT", "it defines no portable()")
             raise UserError(
-                f"expected a recipe with a LiteRT export (frame_labeling), found {self.name}: "
-                "export it as a SavedModel (without --format)"
+                f"{self.name} has no LiteRT export: {why}; export a SavedModel (without --format)"
             )
         _say(f"converting to LiteRT (quantize {quantize}) and verifying in a fresh process...")
         portable = self.module.portable(self.config, self.model, self.prep)

@@ -25,6 +25,14 @@ START, END = 2, 3
 MARKERS = ["[START]", "[END]"]
 
 
+# Measured with TensorFlow 2.21 (README, "On a phone or a watch"): what stops `--format litert`.
+NO_LITERT = (
+    "its search loop (greedy and beam in one tf.while_loop) does not trace with the fixed "
+    "batch of one a LiteRT file needs (a decoder state enters the loop as [1, units] and leaves "
+    "it as [None, units]), and its text in and out needs TensorFlow Select ops"
+)
+
+
 class AttentionSearch(tf.Module):
     """Inputs in, text out through an ``attention.AttentionDecoder``: encode once, search,
     detokenize, all in the graph.

@@ -62,6 +62,7 @@ DATA_FORMS = {
     "CAPTIONS_FILE": "one of those files; images in its folder or its images/ sub-folder",
     "tfds:NAME": "a TFDS captioning dataset, e.g. tfds:coco_captions (loaded into memory)",
 }
+NO_LITERT = seq2seq.NO_LITERT  # why `export --format litert` is refused
 SIGNATURES = {
     "serving_default": "image_bytes: string[None] -> {caption: string[None]} (beam search)",
     "greedy": "image_bytes: string[None] -> {caption: string[None]}",

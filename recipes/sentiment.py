@@ -20,7 +20,8 @@ the earlier batch 32) in 8-14 minutes on 2 CPU cores.
 ``--data tfds:imdb_reviews`` reads the same reviews through TFDS where it can download.)
 
 Export: ``serving_default(text: string[None]) -> {label: string[None], probabilities:
-float32[None, C]}``.
+float32[None, C]}``. LiteRT (``--format litert``): ``serving_default(tokens: int32[1, T])`` with
+the same outputs and ``vocabulary.txt`` beside it (see ``portable``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, distribute, inspection, metrics, plots, training
+from lstm_recipes import blocks, cells, distribute, inspection, litert, metrics, plots, training
 from lstm_recipes.data import (
     Splits,
     check_labels_seen,
@@ -367,6 +368,38 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     ]
     return Serving(
         {"serving_default": serve}, [model, vectorizer], {"serving_default": {"text": samples}}
+    )
+
+
+def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
+    """LiteRT: ``tokens: int32[1, T]`` -> ``label: string[1]``, ``probabilities: float32[1, C]``.
+
+    Token ids, not text: the string ops of the SavedModel's tokenizer need TensorFlow's Select
+    ops (the Flex delegate) on a device, so the app tokenizes (README: a 10-line reference in
+    Python) with ``vocabulary.txt`` (line n is id n: 0 pads, 1 is unknown).
+    """
+    labels = tf.constant(prep["labels"])
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32, name="tokens")])
+    def serve(tokens):
+        tokens = tf.pad(tokens, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(tokens)[1])]])
+        probabilities = model(tokens[:, : config.max_length], training=False)
+        return {
+            "label": tf.gather(labels, tf.argmax(probabilities, -1)),
+            "probabilities": probabilities,
+        }
+
+    vocabulary = ["[PAD]", "[UNK]", *prep["vocabulary"]]
+    facts = {"labels": prep["labels"], "streaming": "no (one text per call)"}
+    facts["tokenizer"] = {"vocabulary": "vocabulary.txt", "lowercase": True, "padding_id": 0}
+    facts["tokenizer"].update(unknown_id=1, max_length=config.max_length)
+    # Known, unknown and the last word, past max_length (which the model cuts).
+    sample = [[2, 3, 1, len(vocabulary) - 1] + [5] * config.max_length]
+    return litert.Portable(
+        {"serving_default": serve},
+        {"serving_default": {"tokens": sample}},
+        facts,
+        {"vocabulary.txt": "\n".join(vocabulary) + "\n"},
     )
 
 

@@ -61,6 +61,7 @@ DATA_FORMS = {
     "'SHARDS-*.tsv.gz'|FOLDER/|.parquet|.tfrecord": "a corpus streamed from shards (headerless "
     ".tsv pairs, CSV/JSONL, Parquet, TFRecord), split by a hash of each pair",
 }
+NO_LITERT = seq2seq.NO_LITERT  # why `export --format litert` is refused
 SIGNATURES = {
     "serving_default": "text: string[None] -> {translation: string[None]} (beam search)",
     "greedy": "text: string[None] -> {translation: string[None]}",

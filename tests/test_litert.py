@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok, fresh_python
+from conftest import REPO, cli_ok, fresh_python
 
 from lstm_recipes import litert
 from lstm_recipes.cli import main
@@ -122,26 +124,6 @@ def test_export_option_errors_exit_2_in_one_line(frames_run, args, expected):
     assert after == before
 
 
-def test_a_recipe_without_a_litert_export_is_refused(reviews_csv, tmp_path):
-    tiny_run = tmp_path / "run"
-    cli_ok(
-        "train",
-        "sentiment",
-        "--preset",
-        "tiny",
-        "--set",
-        "epochs=1",
-        "--data",
-        str(reviews_csv),
-        "--run-dir",
-        str(tiny_run),
-    )
-    result = CliRunner().invoke(main, ["export", str(tiny_run), "--format", "litert"])
-    assert result.exit_code == 2, result.output
-    assert "expected a recipe with a LiteRT export" in result.output
-    assert not (tiny_run / "export" / "litert").exists()
-
-
 def test_a_causal_models_step_signature_equals_the_full_sequence_in_both_exports(tmp_path):
     run_dir = tmp_path / "run"
     cli_ok("train", "frame_labeling", "--preset", "tiny", "--set", "bidirectional=false",
@@ -170,3 +152,54 @@ def test_a_causal_models_step_signature_equals_the_full_sequence_in_both_exports
         lite = device(frame=frames[:, t], states=lite_states)
         lite_states = lite["states"]
         np.testing.assert_allclose(lite["probabilities"][0], want[t], atol=1e-4)
+
+
+# The app's side of sentiment: README's reference tokenizer, vocabulary.txt, LiteRT only.
+TEXT_APP = r"""
+import importlib.abc, json, re, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "lstm_recipes"):
+            raise ImportError(name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+folder = sys.argv[1]
+meta = json.load(open(f"{folder}/metadata.json"))
+exec(sys.argv[2])  # the README's example: its tokenizer, and a first call
+vocabulary = open(f"{folder}/vocabulary.txt", encoding="utf-8").read().splitlines()
+classify = Interpreter(model_path=f"{folder}/model.tflite").get_signature_runner()
+out = []
+for text in json.loads(sys.argv[3]):
+    ids = sentiment_ids(text, vocabulary, meta["tokenizer"]["max_length"])
+    result = classify(tokens=np.array([ids], np.int32))
+    out.append([result["label"][0].decode(), result["probabilities"][0].tolist()])
+print(json.dumps(out))
+"""
+
+
+def readme_block(name: str) -> str:
+    """The README's Python code block that defines ``name``."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    found = [b for b in blocks if f"def {name}(" in b]
+    assert len(found) == 1, f"expected one README code block defining {name}, found {len(found)}"
+    return found[0]
+
+
+def test_sentiment_litert_with_the_readme_tokenizer_equals_the_savedmodel_on_raw_text(
+    tiny_run, tmp_path
+):
+    run_dir = shutil.copytree(tiny_run, tmp_path / "run")
+    version = cli_ok("export", str(run_dir), "--format", "litert").output.split()[-1]
+    meta = json.loads((tmp_path / version / "metadata.json").read_text())
+    assert meta["tokenizer"]["vocabulary"] == "vocabulary.txt"
+    texts = ["a gripping, beautifully acted film", "dull and far too long!!", "", "ok " * 500,
+             "It_was <br />GREAT? naïve café 映画 🎬 ½", "İSTANBUL ΣΊΣΥΦΟΣ Straße"]  # fmt: skip
+    tokenizer = readme_block("sentiment_ids")
+    got = fresh_python(TEXT_APP, version, tokenizer, json.dumps(texts), cwd=tmp_path)
+    saved = sorted((run_dir / "export").glob("[0-9]*"), key=lambda p: int(p.name))[-1]
+    serve = tf.saved_model.load(str(saved)).signatures["serving_default"]
+    want = serve(text=tf.constant(texts))
+    assert [label for label, _ in got] == [x.decode() for x in want["label"].numpy()]
+    probabilities = np.array([p for _, p in got])
+    np.testing.assert_allclose(probabilities, want["probabilities"].numpy(), atol=1e-5)

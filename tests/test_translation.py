@@ -257,6 +257,14 @@ def number_run(tmp_path_factory):
     return run_dir
 
 
+def test_litert_is_refused_in_one_line_saying_why(number_run):
+    result = CliRunner().invoke(main, ["export", str(number_run), "--format", "litert"])
+    assert result.exit_code == 2, result.output
+    assert "translation has no LiteRT export" in result.output, result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+    assert not (number_run / "export" / "litert").exists()
+
+
 def test_tiny_run_learns_and_writes_its_outputs(number_run):
     metrics = json.loads((number_run / "metrics.json").read_text())
     assert metrics["token_accuracy"] > 0.6, metrics
