@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, metrics, plots
+from lstm_recipes import blocks, metrics, plots, stepping
 from lstm_recipes.errors import UserError
 
 
@@ -87,10 +87,12 @@ def label_steps(x, mask, num_labels: int, config) -> keras.KerasTensor:
     return keras.layers.Dense(num_labels + 1, name="logits")(x)
 
 
-def step_function(model: keras.Model, labels: list[str], config, embed, spec: tf.TensorSpec):
+def step_function(
+    model: keras.Model, labels: list[str], config, embed, specs: list, key: str = "labels"
+):
     """A ``tf.function`` that labels one step of a unidirectional model and carries its states.
 
-    ``step(<input>, states: float32[B, layers * n, units]) -> {labels: string[B],
+    ``step(<inputs>, states: float32[B, layers * n, units]) -> {labels: string[B],
     probabilities: float32[B, C], states}``, n the cell's state count; zeros start a sequence. A
     step the embedding marks as padding leaves the states as they were, so stepping through a
     sequence gives the full-sequence outputs with constant memory.
@@ -100,28 +102,30 @@ def step_function(model: keras.Model, labels: list[str], config, embed, spec: tf
             ``StackedLSTM``) and ``logits``.
         labels: the label names, in id order.
         config: the recipe config (``cell``, ``layers``, ``units``).
-        embed: one step's input ``[B, ...]`` -> (``[B, 1, features]`` encoder input, ``[B, 1]``
+        embed: one step's inputs ``[B, ...]`` -> (``[B, 1, features]`` encoder input, ``[B, 1]``
             real-step mask).
-        spec: the step input's ``TensorSpec`` (its name is the signature's input name).
+        specs: the step inputs' ``TensorSpec``s (their names are the signature's input names).
+        key: the name of the labels output (the full-sequence signature's name for them).
     """
     encoder, head = model.get_layer("encoder"), model.get_layer("logits")
-    n = cells.num_states(config.cell)
     names = tf.constant(labels)
-    state_spec = tf.TensorSpec([spec.shape[0], config.layers * n, config.units], name="states")
+    shape = stepping.state_shape(config, specs[0].shape[0])
+    state_spec = tf.TensorSpec(shape, tf.float32, name="states")
 
-    @tf.function(input_signature=[spec, state_spec], autograph=False)
-    def step(value, states):
-        x, real = embed(value)
-        given = [[states[:, i * n + j] for j in range(n)] for i in range(config.layers)]
+    @tf.function(input_signature=[*specs, state_spec], autograph=False)
+    def step(*args):
+        states = args[-1]
+        x, real = embed(*args[:-1])
+        given = stepping.unpack(states, config)
         out, new = encoder.run(x, mask=real, training=False, initial_states=given)
         probabilities = tf.nn.softmax(head(out)[:, 0, 1:])
         ids = tf.argmax(probabilities, -1, output_type=tf.int32)
-        carried = tf.stack([s for layer in new for s in layer], 1)
-        return {"labels": tf.gather(names, ids), "probabilities": probabilities, "states": carried}
+        carried = stepping.pack(new)
+        return {key: tf.gather(names, ids), "probabilities": probabilities, "states": carried}
 
     return step
 
 
 def zero_states(config, batch: int) -> list:
     """The ``states`` that start a sequence for ``step_function``, as a nested list."""
-    return np.zeros((batch, config.layers * cells.num_states(config.cell), config.units)).tolist()
+    return np.zeros(stepping.state_shape(config, batch)).tolist()

@@ -212,12 +212,22 @@ class LSTMLoopHook(keras.layers.LSTM):
         """The replacement step loop (override)."""
         raise NotImplementedError
 
+    def unrolls_fixed_steps(self) -> bool:
+        """Whether Keras's loop unrolls inputs whose step count is static (override)."""
+        return False
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        if not self.own_loop_applies():
+        if self.own_loop_applies():
+            return self.own_loop(sequences, initial_state, mask, training=training)
+        if self.unroll or sequences.shape[1] is None or not self.unrolls_fixed_steps():
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        return self.own_loop(sequences, initial_state, mask, training=training)
+        self.unroll = True  # Keras's loop reads the layer's flag
+        try:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        finally:
+            self.unroll = False
 
 
 # ----------------------------------------------------------------------------- LiteRT conversion

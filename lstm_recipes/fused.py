@@ -297,6 +297,11 @@ class LSTM(compat.LSTMLoopHook):
     def get_config(self):
         return {**super().get_config(), "parallel_loops": self.parallel_loops}
 
+    def unrolls_fixed_steps(self) -> bool:
+        # A LiteRT file's loops need static element shapes, which a dynamic batch (a char
+        # LSTM over B x T words) lacks; a fixed number of steps unrolls without a loop.
+        return bool(_KERAS_LOOP)
+
     def own_loop_applies(self) -> bool:
         # The fused loop has cuDNN's conditions (fastpath.cudnn_blockers), and takes only
         # use_cudnn="auto": True asks for cuDNN or Keras's error without a GPU.

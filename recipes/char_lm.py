@@ -26,7 +26,10 @@ Measured (2026-12-02, the split above): test loss 1.546 nats/char (2.230 bits/ch
 budget fits them on a quiet machine (benchmarks/RESULTS.md has the runs and a sample).
 
 Export: ``generate(prompt: string[], num_chars: int32[], temperature: float32[], seed: int32[])
--> {text: string[]}`` and ``serving_default(text: string[None]) -> {bits_per_char: float32[None]}``.
+-> {text: string[]}``, ``serving_default(text: string[None]) -> {bits_per_char: float32[None]}``
+and ``step(char: int32[B], states: float32[B, layers * n, units]) -> {probabilities: float32[B, V],
+states}`` (n states per layer; zeros and the id of "\\n" start a text). ``export --format litert``
+writes ``step`` with B = 1 and the id of each character in ``metadata.json``.
 ``lstm-recipes predict RUN_DIR --prompt "ROMEO:" --chars 500`` prints a sample.
 """
 
@@ -41,7 +44,7 @@ from typing import Literal
 import keras
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, decoding, distribute, inspection, training
+from lstm_recipes import blocks, cells, decoding, distribute, inspection, litert, stepping, training
 from lstm_recipes.data import Splits, charstream, files, reading, share, stream
 from lstm_recipes.data.chars import CharCodec, window_batches
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
@@ -64,6 +67,8 @@ SIGNATURES = {
     "generate": "prompt: string[], num_chars: int32[], temperature: float32[], seed: int32[] "
     "-> {text: string[]}",
     "serving_default": "text: string[None] -> {bits_per_char: float32[None]}",
+    "step": "char: int32[B], states: float32[B, layers * n, units] -> {probabilities: "
+    "float32[B, V], states: float32[B, layers * n, units]}",
 }
 MONITOR = "val_loss"
 MAIN_METRIC = "bits_per_char"  # the test metric `ablate` compares
@@ -294,7 +299,7 @@ class Generator(tf.Module):
         self.embedding = model.get_layer("embedding")
         self.lstm = model.get_layer("lstm")
         self.logits = model.get_layer("logits")
-        self.units, self.layers = config.units, config.layers
+        self.config = config
 
     def _run(self, ids, states):
         out, states = self.lstm.run(self.embedding(ids), training=False, initial_states=states)
@@ -304,8 +309,7 @@ class Generator(tf.Module):
         # A leading newline conditions every prompt, so an empty prompt works too.
         pieces = tf.concat([["\n"], self.codec.split(prompt)], 0)
         ids = self.codec.ids(pieces)[tf.newaxis]
-        zeros = [[tf.zeros([1, self.units]), tf.zeros([1, self.units])] for _ in range(self.layers)]
-        logits, states = self._run(ids, zeros)
+        logits, states = self._run(ids, stepping.zeros(self.config, 1))
 
         def step(token, states):
             logits, states = self._run(token[:, tf.newaxis], states)
@@ -320,12 +324,19 @@ class Generator(tf.Module):
         lengths = ids.row_lengths() - 1
         dense = ids.to_tensor(0)
         dense = tf.pad(dense, [[0, 0], [0, tf.maximum(0, 2 - tf.shape(dense)[1])]])
-        zeros = [[tf.zeros([tf.shape(dense)[0], self.units])] * 2 for _ in range(self.layers)]
-        logits, _ = self._run(dense[:, :-1], zeros)
+        logits, _ = self._run(dense[:, :-1], stepping.zeros(self.config, tf.shape(dense)[0]))
         nats = keras.losses.sparse_categorical_crossentropy(dense[:, 1:], logits, from_logits=True)
         mask = tf.sequence_mask(lengths, tf.shape(nats)[1], dtype=nats.dtype)
         total = tf.reduce_sum(nats * mask, -1)
         return total / tf.maximum(tf.reduce_sum(mask, -1), 1.0) / math.log(2)
+
+    def step(self, char, states):
+        """One id per row and the packed states (``stepping``) in; the next character's
+        probabilities and the states out."""
+        # An id outside the vocabulary counts as unseen (0), as unseen text does: no crash.
+        char = tf.where((char < 0) | (char >= self.codec.size), 0, char)
+        logits, new = self._run(char[:, tf.newaxis], stepping.unpack(states, self.config))
+        return {"probabilities": tf.nn.softmax(logits[:, 0]), "states": stepping.pack(new)}
 
 
 def _inference_model(config: Config, model: keras.Model, prep: dict) -> keras.Model:
@@ -364,6 +375,13 @@ def evaluate(config: Config, model: keras.Model, prep: dict, text: str, run_dir:
 # ----------------------------------------------------------------------------- export
 
 
+def _step(config: Config, generator: Generator, batch: int | None) -> tuple:
+    """``generator.step`` for ``batch`` rows (None: any), and a sample to verify it with."""
+    step = stepping.function(generator.step, config, tf.TensorSpec([batch], tf.int32, "char"))
+    chars = generator.codec.encode("\nT")[: batch or 2]  # how a text starts, then a character
+    return step, {"char": chars.tolist(), "states": stepping.sample_states(config, len(chars))}
+
+
 def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
     model = _inference_model(config, model, prep)
     generator = Generator(config, model, prep)
@@ -388,8 +406,26 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
         "generate": {"prompt": "ROMEO:", "num_chars": 60, "temperature": 0.8, "seed": 7},
         "serving_default": {"text": ["To be, or not to be", "", "zzqx 🎭 ünïcödé"]},
     }
+    step, samples["step"] = _step(config, generator, None)
+    endpoints = {"generate": generate, "serving_default": score, "step": step}
     track = [model] + ([generator.codec.lookup] if generator.codec.lookup is not None else [])
-    return Serving({"generate": generate, "serving_default": score}, track, samples)
+    return Serving(endpoints, track, samples)
+
+
+def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
+    """LiteRT: ``step`` for one text (B = 1); ``metadata.json`` maps characters to ids.
+
+    Args:
+        config: the run's config.
+        model: the trained model (a stateful one is copied into a batch-free twin).
+        prep: the unit and vocabulary.
+    """
+    generator = Generator(config, _inference_model(config, model, prep), prep)
+    step, sample = _step(config, generator, 1)
+    facts = {**generator.codec.facts(), **stepping.facts(config)}
+    # Texts start with a newline, as `generate` and `score` start them (0 if never seen).
+    facts["start_id"] = int(generator.codec.encode("\n")[0])
+    return litert.Portable({"step": step}, {"step": sample}, facts)
 
 
 # ----------------------------------------------------------------------------- inspection

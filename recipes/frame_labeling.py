@@ -370,7 +370,7 @@ def _add_step(config: Config, model, prep: dict, endpoints: dict, samples: dict,
     def embed(x):
         return normalize(x[:, tf.newaxis])
 
-    endpoints["step"] = aligned.step_function(model, prep["labels"], config, embed, spec)
+    endpoints["step"] = aligned.step_function(model, prep["labels"], config, embed, [spec])
     samples["step"] = {"frame": frame.tolist(), "states": aligned.zero_states(config, len(frame))}
 
 

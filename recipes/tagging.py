@@ -25,7 +25,9 @@ snippets (each word gets the mark after it). Test predictions: ``RUN_DIR/predict
 
 Export: ``serving_default(tokens: string[None, None]) -> {tags, probabilities}`` ("" pads and
 gets the tag ""; a CRF's probabilities are its marginals), plus ``features: string[None, None,
-K]`` with extra columns, else ``tag_text(text: string[None]) -> {tokens, tags}``.
+K]`` with extra columns, else ``tag_text(text: string[None]) -> {tokens, tags}``; with
+``--set bidirectional=false`` (no CRF) ``step`` tags a token at a time. LiteRT (``--format
+litert``): the same outputs from token ids, ``vocabulary.json`` beside (``lstm_recipes.tagger``).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import aligned, blocks, cells, distribute, metrics, training
-from lstm_recipes.crf import CRF, chunk_constraints, follows_constraints, marginals, viterbi
+from lstm_recipes import aligned, blocks, cells, distribute, litert, metrics, tagger, training
+from lstm_recipes.crf import CRF, follows_constraints
 from lstm_recipes.data import (
     Splits,
     check_labels_seen,
@@ -57,6 +59,7 @@ from lstm_recipes.data import tfds as tfds_lib
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
+from lstm_recipes.tagger import Tagger
 
 TOPOLOGY = "many-to-many (aligned)"
 DATA_FORMS = {
@@ -77,6 +80,8 @@ SIGNATURES = {
     "{tags: string[None, None], probabilities: float32[None, None, C]}",
     "tag_text": "text: string[None] -> {tokens: string[None, None], tags: string[None, None]} "
     "(without extra input columns)",
+    "step": "words: int32[B], chars: int32[B, W] (+ features), states: float32[B, layers x n, "
+    "units] -> {tags: string[B], probabilities, states} (bidirectional=false, no CRF)",
 }
 # Accuracy keeps improving after the validation loss turns up (over-confident errors): on
 # CoNLL-2000 the loss was lowest at epoch 6 of 9, the accuracy still rose at epoch 9.
@@ -107,6 +112,7 @@ class Config:
     crf: bool = False  # a linear-chain CRF output layer (learned transitions)
     units: int = 128  # LSTM units per direction
     layers: int = 2  # stacked BiLSTM layers
+    bidirectional: bool = True  # read the sentence both ways (false: causal, exports a step)
     cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     dropout: float = 0.3  # dropout on inputs, between layers and before the softmax
     batch_size: int = 32  # sentences per batch
@@ -333,49 +339,6 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     return model
 
 
-# ----------------------------------------------------------------------------- graph functions
-
-
-class Tagger(tf.Module):
-    """Raw tokens (strings, "" pads) and extra columns in; tags and probabilities out."""
-
-    def __init__(self, config: Config, model: keras.Model, prep: dict):
-        super().__init__()
-        self.config, self.model = config, model
-        self.labels = tf.constant(["", *prep["labels"]])
-        self.crf = model.get_layer("crf") if config.crf else None
-        self.constraints = chunk_constraints(prep["labels"]) if prep["constrained"] else None
-        self.inputs = tagged.TokenInputs(
-            prep, config.max_length, config.max_word_chars, config.lowercase
-        )
-
-    def __call__(self, tokens, features=None):
-        """(tags string[B, T], probabilities [B, T', C]) for ("" padded) tokens."""
-        # An LSTM cannot run zero steps: give an empty batch one padding step, then drop it.
-        steps = tf.shape(tokens)[1]
-        padded = tf.pad(tokens, [[0, 0], [0, tf.maximum(0, 1 - steps)]])
-        if features is not None:
-            features = tf.pad(features, [[0, 0], [0, tf.maximum(0, 1 - steps)], [0, 0]])
-        inputs, real = self.inputs(padded, features)
-        emissions = self.model(inputs, training=False)[..., 1:]
-        limits = self.constraints or (None, None)
-        if self.crf is not None:
-            learned = (self.crf.transitions, self.crf.start, self.crf.end)
-            ids = viterbi(emissions, real, *limits, *learned)
-            probabilities = marginals(emissions, real, *limits, *learned)
-        else:
-            probabilities = tf.nn.softmax(emissions)
-            if self.constraints is not None:
-                ids = viterbi(tf.math.log(probabilities + 1e-12), real, *limits)
-            else:
-                ids = tf.argmax(probabilities, -1, output_type=tf.int32)
-        tags = tf.where(real, tf.gather(self.labels, ids + 1), "")
-        # Tokens past max_length get no tag: pad the output back to the input's width.
-        width = tf.shape(tokens)[1]
-        tags = tf.pad(tags, [[0, 0], [0, tf.maximum(0, width - tf.shape(tags)[1])]])
-        return tags[:, :width], probabilities
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -410,38 +373,13 @@ def evaluate(config: Config, model: keras.Model, prep: dict, sentences: list, ru
 
 
 def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
-    """Raw tokens (and extra columns) in; tags and probabilities out; ``tag_text`` for lines."""
-    tagger = Tagger(config, model, prep)
-    k = len(prep["features"])
-    specs = [tf.TensorSpec([None, None], tf.string, name="tokens")]
-    specs += [tf.TensorSpec([None, None, k], tf.string, name="features")] if k else []
+    """Raw tokens (and extra columns) in; tags and probabilities out (``lstm_recipes.tagger``)."""
+    return tagger.serving(config, model, prep)
 
-    @tf.function(input_signature=specs, autograph=False)
-    def serve(tokens, features=None):
-        tags, probabilities = tagger(tokens, features)
-        return {"tags": tags, "probabilities": probabilities}
 
-    words = prep["words"][:5] or ["word"]
-    tokens = [words + [""], ["ÜNÏCÖDÉ", "🎉", "", "", "", ""]]
-    track = [model, tagger.inputs.words, tagger.inputs.chars, *tagger.inputs.features]
-    if k:
-        first = [v[0] for v in prep["features"]]
-        sample = {"tokens": tokens, "features": [[first] * len(row) for row in tokens]}
-        return Serving({"serving_default": serve}, track, {"serving_default": sample})
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
-    def tag_text(text):
-        # Bytes that are not UTF-8 become U+FFFD: the tokens returned are always text.
-        text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
-        tokens = tf.strings.split(tf.strings.strip(text)).to_tensor("")
-        tags, _ = tagger(tokens)
-        return {"tokens": tokens, "tags": tags}
-
-    samples = {
-        "serving_default": {"tokens": tokens},
-        "tag_text": {"text": [" ".join(words), "", "ÜNÏCÖDÉ 🎉 " * 500]},
-    }
-    return Serving({"serving_default": serve, "tag_text": tag_text}, track, samples)
+def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
+    """LiteRT: token ids in, ``vocabulary.json`` beside (``lstm_recipes.tagger.portable``)."""
+    return tagger.portable(config, model, prep)
 
 
 def inspect_sequences(config: Config, prep: dict, texts, test, steps: int) -> list:

@@ -141,3 +141,13 @@ def cli_command() -> list[str]:
     """
     script = shutil.which("lstm-recipes") or str(Path(sys.executable).parent / "lstm-recipes")
     return [script]
+
+
+def readme_block(name: str) -> str:
+    """The README's Python code block that defines ``name`` (tests run what users copy)."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    found = [b for b in blocks if f"def {name}(" in b]
+    assert len(found) == 1, f"expected one README code block defining {name}, found {len(found)}"
+    return found[0]

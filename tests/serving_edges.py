@@ -85,6 +85,25 @@ def frames(width):
     }
 
 
+def step_cases(specs):
+    """A step signature: one step's input and the packed states (float32[B, layers * n, units])."""
+    (name,) = set(specs) - {"states"}
+    spec, shape = specs[name], specs["states"].shape[1:].as_list()
+    step = lambda rows, fill: np.full([rows, *spec.shape[1:]], fill, spec.dtype.as_numpy_dtype)
+    zeros = lambda rows, width=shape[1]: np.zeros([rows, shape[0], width], np.float32)
+    out = {
+        "empty_batch": {name: step(0, 1), "states": zeros(0)},
+        "zeros": {name: step(2, 1), "states": zeros(2)},
+        "wrong_rows": {name: step(2, 1), "states": zeros(3)},
+        "wrong_states_width": {name: step(1, 1), "states": zeros(1, shape[1] + 1)},
+        "wrong_rank": {name: step(1, 1)[None], "states": zeros(1)},
+    }
+    if spec.dtype.is_integer:  # ids outside the vocabulary
+        out |= {"negative": {name: step(1, -1), "states": zeros(1)}}
+        out |= {"huge_id": {name: step(1, 2**31 - 1), "states": zeros(1)}}
+    return out
+
+
 def cases(specs):
     """Case name -> keyword inputs, for a signature's input specs."""
     names = sorted(specs)
@@ -101,6 +120,8 @@ def cases(specs):
                 out[f"{key}{i}"] = {**base, key: value}
         out["wrong_rank"] = {**base, "prompt": ["a", "b"]}
         return out
+    if len(names) == 2 and "states" in names:
+        return step_cases(specs)
     if len(names) == 1:
         spec = specs[names[0]]
         if spec.dtype == tf.float32:

@@ -277,7 +277,7 @@ def test_bytes_unit_end_to_end(tmp_path):
 
 def test_served_char_lm_edge_inputs(char_run):
     results = run_edge_inputs(char_run / "export" / "1")
-    assert {r["signature"] for r in results} == {"serving_default", "generate"}
+    assert {r["signature"] for r in results} == {"serving_default", "generate", "step"}
 
 
 # ----------------------------------------------------------------------------- streamed shards
@@ -477,7 +477,7 @@ def test_char_lm_trains_evaluates_and_exports_on_a_glob_of_text_shards(tmp_path)
     assert np.isfinite(metrics["bits_per_char"]) and metrics["characters"] > 16_384
     assert len(list(csv.DictReader((run_dir / "history.csv").open()))) == 1
     meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
-    assert set(meta["signatures"]) == {"generate", "serving_default"}
+    assert set(meta["signatures"]) == {"generate", "serving_default", "step"}
     prep = json.loads((run_dir / "preprocessing.json").read_text())
     assert "🎭" in prep["vocabulary"]
 

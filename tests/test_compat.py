@@ -104,6 +104,25 @@ def test_lstm_loop_hook_replaces_kerass_step_loop():
     assert tuple(out.shape) == (2, 3)
 
 
+def test_the_loop_hook_unrolls_a_fixed_step_count_without_a_while_loop():
+    class Unrolled(compat.LSTMLoopHook):
+        def unrolls_fixed_steps(self):
+            return True
+
+    def loops(layer) -> set:
+        spec = tf.TensorSpec([None, 5, 4], tf.float32)  # a dynamic batch, 5 steps
+        fn = tf.function(layer).get_concrete_function(spec)
+        return {op.type for op in fn.graph.get_operations()} & {"While", "StatelessWhile"}
+
+    assert loops(compat.LSTMLoopHook(3)), "Keras's loop is no while loop: this test is moot"
+    layer = Unrolled(3)
+    assert not loops(layer), (
+        f"Keras {keras.__version__}'s RNN.inner_loop no longer unrolls when the layer's unroll "
+        "flag is set: update compat.LSTMLoopHook.inner_loop (LiteRT needs char LSTMs unrolled)"
+    )
+    assert layer.unroll is False, "the hook left the layer's unroll flag set"
+
+
 def test_keras_still_needs_the_multi_worker_workaround():
     """Keras's own reduce paths, unpatched, under a multi-worker strategy.
 

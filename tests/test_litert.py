@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import REPO, cli_ok, fresh_python
+from conftest import cli_ok, fresh_python, readme_block
 
 from lstm_recipes import litert
 from lstm_recipes.cli import main
@@ -176,14 +175,6 @@ for text in json.loads(sys.argv[3]):
     out.append([result["label"][0].decode(), result["probabilities"][0].tolist()])
 print(json.dumps(out))
 """
-
-
-def readme_block(name: str) -> str:
-    """The README's Python code block that defines ``name``."""
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
-    found = [b for b in blocks if f"def {name}(" in b]
-    assert len(found) == 1, f"expected one README code block defining {name}, found {len(found)}"
-    return found[0]
 
 
 def test_sentiment_litert_with_the_readme_tokenizer_equals_the_savedmodel_on_raw_text(

@@ -3,12 +3,13 @@
 import gzip
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok, fresh_python
+from conftest import cli_ok, fresh_python, readme_block
 from serving_edges import run_edge_inputs
 
 from lstm_recipes import crf, metrics
@@ -329,3 +330,111 @@ def test_crf_tagger_end_to_end(tmp_path):
     # The export (verified in a fresh process by `run`) takes tokens and the POS column.
     meta = json.loads((run_dir / "export/1/assets.extra/lstm_recipes.json").read_text())
     assert set(meta["signatures"]["serving_default"]["inputs"]) == {"tokens", "features"}
+
+
+# ----------------------------------------------------------------------------- LiteRT
+
+# The app's side: README's id maker, vocabulary.json, the LiteRT interpreter only.
+TAG_APP = r"""
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "lstm_recipes"):
+            raise ImportError(name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+folder = sys.argv[1]
+meta = json.load(open(f"{folder}/metadata.json"))
+vocabulary = json.load(open(f"{folder}/vocabulary.json", encoding="utf-8"))
+exec(sys.argv[2])  # the README's tagging_ids
+tag = Interpreter(model_path=f"{folder}/model.tflite").get_signature_runner("serving_default")
+out = []
+for tokens, columns in json.loads(sys.argv[3]):
+    result = tag(**tagging_ids(tokens, vocabulary, meta, columns))
+    out.append([[t.decode() for t in result["tags"][0]], result["probabilities"][0].tolist()])
+print(json.dumps(out))
+"""
+
+
+def litert_equals_savedmodel(run_dir, sentences, columns, tmp_path, atol=1e-5):
+    """Tag ``sentences`` through README ids + the LiteRT file in a LiteRT-only process and
+    through the newest SavedModel; assert equal tags and probabilities."""
+    version = cli_ok("export", str(run_dir), "--format", "litert").output.split()[-1]
+    rows = [[tokens, cols] for tokens, cols in zip(sentences, columns)]
+    app = fresh_python(
+        TAG_APP, version, readme_block("tagging_ids"), json.dumps(rows), cwd=tmp_path
+    )
+    saved = sorted((run_dir / "export").glob("[0-9]*"), key=lambda p: int(p.name))[-1]
+    serve = tf.saved_model.load(str(saved)).signatures["serving_default"]
+    width = max(len(t) for t in sentences)
+    args = {"tokens": tf.constant([t + [""] * (width - len(t)) for t in sentences])}
+    if columns[0]:
+        padded = [c + [[""] * len(c[0])] * (width - len(c)) for c in columns]
+        args["features"] = tf.constant(padded)
+    want = serve(**args)
+    for n, (tags, probabilities) in enumerate(app):
+        steps = len(sentences[n])
+        assert tags == want["tags"].numpy()[n, :steps].astype(str).tolist()
+        got = np.asarray(probabilities)[:steps]
+        np.testing.assert_allclose(got, want["probabilities"].numpy()[n, :steps], atol=atol)
+    return version
+
+
+def test_litert_tagger_with_the_readme_ids_equals_the_savedmodel(chunk_run, tmp_path):
+    run_dir = shutil.copytree(chunk_run, tmp_path / "run")
+    sentences = [["the", "cat", "sat", "on", "a", "mat", "."], ["Paris", "LIKES"],
+                 ["ÜNÏCÖDÉ", "🎉", "supercalifragilisticexpialidocious"], []]  # fmt: skip
+    version = litert_equals_savedmodel(run_dir, sentences, [[]] * 4, tmp_path)
+    meta = json.loads((tmp_path / version / "metadata.json").read_text())
+    assert meta["streaming"].startswith("no (bidirectional")
+
+
+def causal_run(tmp_path, *settings):
+    data = write_conll(tmp_path / "train.txt", chunk_sentences(300))
+    run_dir = tmp_path / "run"
+    cli_ok("train", "tagging", "--preset", "tiny", "--data", str(data), "--run-dir",
+           str(run_dir), "--set", "bidirectional=false", *settings)  # fmt: skip
+    cli_ok("export", str(run_dir))
+    return run_dir
+
+
+def test_a_causal_tagger_steps_token_by_token_like_the_whole_sentence(tmp_path):
+    run_dir = causal_run(tmp_path, "--set", "feature_columns=1", "--set", "layers=2",
+                         "--set", "char_encoder=lstm")  # fmt: skip
+    sentence = ["the", "dog", "saw", "near", "a", "idea", "."]
+    pos = [["DT"], ["NN"], ["VBD"], ["IN"], ["DT"], ["XX"], ["."]]
+    version = litert_equals_savedmodel(run_dir, [sentence], [pos], tmp_path)
+    from ai_edge_litert.interpreter import Interpreter
+
+    from lstm_recipes.run import Run
+
+    run = Run.reopen(run_dir)
+    inputs, _ = tagging.Tagger(run.config, run.model, run.prep).inputs(
+        tf.constant([sentence]), tf.constant([pos])
+    )
+    want = tf.nn.softmax(run.model(inputs, training=False)[..., 1:]).numpy()[0]
+    saved = tf.saved_model.load(str(run_dir / "export" / "1")).signatures["step"]
+    interpreter = Interpreter(model_path=f"{version}/model.tflite")
+    assert set(interpreter.get_signature_list()) == {"serving_default", "step"}
+    device = interpreter.get_signature_runner("step")
+    states = lite_states = np.zeros((1, 2 * 2, run.config.units), np.float32)
+    for t in range(len(sentence)):
+        token = {k: v.numpy()[:, t] for k, v in inputs.items()}
+        out = saved(**{k: tf.constant(v) for k, v in token.items()}, states=tf.constant(states))
+        states = out["states"].numpy()
+        np.testing.assert_allclose(out["probabilities"].numpy()[0], want[t], atol=1e-5)
+        lite = device(**token, states=lite_states)
+        lite_states = lite["states"]
+        np.testing.assert_allclose(lite["probabilities"][0], want[t], atol=1e-4)
+        assert lite["tags"][0].decode() == run.prep["labels"][want[t].argmax()]
+
+
+def test_a_crf_tagger_converts_and_says_it_cannot_stream(tmp_path):
+    run_dir = causal_run(tmp_path, "--set", "crf=true")
+    sentences = [["the", "cat", "sat", "on", "a", "mat", "."], ["a", "dog"]]
+    version = litert_equals_savedmodel(run_dir, sentences, [[]] * 2, tmp_path, atol=1e-4)
+    meta = json.loads((tmp_path / version / "metadata.json").read_text())
+    assert meta["streaming"].startswith("no (a CRF")
+    saved = tf.saved_model.load(str(run_dir / "export" / "1"))
+    assert "step" not in saved.signatures

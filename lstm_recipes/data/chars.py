@@ -39,6 +39,21 @@ class CharCodec:
         """Number of ids, the unseen-character id 0 included."""
         return len(self.vocabulary) + 1 if self.unit == "chars" else 257
 
+    def facts(self) -> dict:
+        """How text maps to ids, as JSON an app can use without this package."""
+        if self.unit == "bytes":
+            ids, unknown = "id = UTF-8 byte + 1 (id 0 is no text)", None
+        else:
+            ids, unknown = "id i >= 1 is vocabulary[i - 1] (a Unicode character); any other is 0", 0
+        return {
+            "unit": self.unit,
+            "ids": ids,
+            "vocabulary": self.vocabulary,
+            "vocabulary_size": self.size,
+            "unknown_id": unknown,
+            "padding_id": None,  # none: 0 is an unseen character, not padding
+        }
+
     def encode(self, text: str) -> np.ndarray:
         """Ids of a Python string (training data)."""
         if self.unit == "bytes":
