@@ -143,11 +143,12 @@ def cli_command() -> list[str]:
     return [script]
 
 
-def readme_block(name: str) -> str:
-    """The README's Python code block that defines ``name`` (tests run what users copy)."""
+def readme_block(name: str, following: int = 0) -> str:
+    """The README's Python code block that defines ``name`` (tests run what users copy), and
+    the ``following`` blocks after it."""
     import re
 
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
-    found = [b for b in blocks if f"def {name}(" in b]
+    found = [n for n, b in enumerate(blocks) if f"def {name}(" in b]
     assert len(found) == 1, f"expected one README code block defining {name}, found {len(found)}"
-    return found[0]
+    return "\n".join(blocks[found[0] : found[0] + 1 + following])

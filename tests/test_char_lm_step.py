@@ -94,6 +94,14 @@ def test_the_litert_step_in_an_app_without_tensorflow_equals_the_full_sequence_m
     np.testing.assert_allclose(np.asarray(got["probabilities"]), want[0], atol=1e-4)
 
 
+def test_the_readme_sampling_loop_runs_in_an_app_without_tensorflow(step_run):
+    _, _, litert_dir = step_run
+    app = APP.split("exec(")[0] + "folder = sys.argv[1]\nexec(sys.argv[2])\n"
+    app += "print(json.dumps({'text': text}))\n"
+    got = fresh_python(app, str(litert_dir), readme_block("char_ids", 1), cwd=litert_dir)
+    assert got["text"].startswith("ROMEO:") and len(got["text"]) == 6 + 200, got
+
+
 def test_litert_metadata_names_the_ids_the_states_and_the_start(step_run):
     run, _, litert_dir = step_run
     meta = json.loads((litert_dir / "metadata.json").read_text(encoding="utf-8"))
