@@ -57,9 +57,10 @@ class Case:
     request for latency (``saved_request`` raw, ``request`` as LiteRT takes it), and
     ``predict(runner, meta)``: LiteRT's labels on the whole test split."""
 
-    def __init__(self, gold, reference, saved_request, request, predict):
+    def __init__(self, gold, reference, saved_request, request, predict, step_names=None):
         self.gold, self.reference = np.asarray(gold), np.asarray(reference)
         self.saved_request, self.request, self.predict = saved_request, request, predict
+        self.step_names = step_names or {}  # request name -> the step signature's name
 
 
 def decode(values) -> list[str]:
@@ -79,7 +80,8 @@ def frames_case(run, saved, limit: int) -> Case:
         rows = [windowed(runner, r.frames, config.window, config.stride) for r in test]
         return np.concatenate([labels[p.argmax(-1)] for p in rows])
 
-    return Case(gold, reference, {"frames": window}, {"frames": window}, predict)
+    request = {"frames": window}
+    return Case(gold, reference, request, request, predict, {"frames": "frame"})
 
 
 def sentiment_case(run, saved, limit: int) -> Case:
@@ -137,18 +139,22 @@ def char_lm_case(run, saved, limit: int) -> Case:
     ids = codec.encode("\n" + run.splits.test[:limit])
     step = saved  # char_lm's SavedModel ``step``: the same signature as the LiteRT file's
     states = np.zeros(step.structured_input_signature[1]["states"].shape[1:], np.float32)[None]
-    reference, saved_states = [], states
-    for i in ids[:-1]:
+    reference, saved_states, nats = [], states, []
+    for i, following in zip(ids[:-1], ids[1:]):
         out = step(char=tf.constant([i], tf.int32), states=tf.constant(saved_states))
-        saved_states = out["states"].numpy()
-        reference.append(int(out["probabilities"].numpy()[0].argmax()))
+        saved_states, probabilities = out["states"].numpy(), out["probabilities"].numpy()[0]
+        reference.append(int(probabilities.argmax()))
+        nats.append(-np.log(probabilities[following]))
+    say(f"SavedModel step by step: {np.mean(nats):.4f} nats/char")
 
     def predict(runner, meta):
-        lite_states, out = states, []
-        for i in ids[:-1]:
+        lite_states, out, nats = states, [], []
+        for i, following in zip(ids[:-1], ids[1:]):
             result = runner(char=np.array([i], np.int32), states=lite_states)
-            lite_states = result["states"]
-            out.append(int(result["probabilities"][0].argmax()))
+            lite_states, probabilities = result["states"], result["probabilities"][0]
+            out.append(int(probabilities.argmax()))
+            nats.append(-np.log(probabilities[following]))
+        say(f"LiteRT {meta['quantize']} step by step: {np.mean(nats):.4f} nats/char")
         return out
 
     request = {"char": np.array([ids[1]], np.int32), "states": states}
@@ -286,7 +292,7 @@ def main() -> None:
 
 def step_request(step, case: Case) -> dict:
     """One step's inputs (the first position of the latency request) and zero states."""
-    first = {k: v[:, 0] for k, v in case.request.items()}
+    first = {case.step_names.get(k, k): v[:, 0] for k, v in case.request.items()}
     shape = step.get_input_details()["states"]["shape"]
     return {**first, "states": np.zeros(shape, np.float32)}
 

@@ -25,7 +25,9 @@ Optional module attributes: ``MONITOR`` (the metric that picks the best checkpoi
 ``predict_example(config, prep)`` when it depends on the data), ``MOVED_PRESETS`` (preset
 name -> the recipe that now holds it, for a one-line pointer), ``REMOVED_FIELDS`` (field name ->
 what to do instead), ``inspect_sequences(config, prep, texts, test, steps)`` (the inputs
-``lstm-recipes inspect`` traces: a list of ``inspection.Sequence``).
+``lstm-recipes inspect`` traces: a list of ``inspection.Sequence``), ``portable(config,
+model, prep) -> litert.Portable`` (the numeric, batch-1 signatures ``export --format litert``
+converts) or ``NO_LITERT`` (one line: why the recipe has no LiteRT export).
 """
 
 from __future__ import annotations

@@ -428,6 +428,9 @@ def test_a_causal_tagger_steps_token_by_token_like_the_whole_sentence(tmp_path):
         lite_states = lite["states"]
         np.testing.assert_allclose(lite["probabilities"][0], want[t], atol=1e-4)
         assert lite["tags"][0].decode() == run.prep["labels"][want[t].argmax()]
+    padding = {k: np.zeros_like(v) for k, v in token.items()}  # id 0: no token
+    kept = device(**padding, states=lite_states)["states"]
+    np.testing.assert_array_equal(kept, lite_states, "a padding token changed the states")
 
 
 def test_a_crf_tagger_converts_and_says_it_cannot_stream(tmp_path):
