@@ -152,3 +152,17 @@ def readme_block(name: str, following: int = 0) -> str:
     found = [n for n, b in enumerate(blocks) if f"def {name}(" in b]
     assert len(found) == 1, f"expected one README code block defining {name}, found {len(found)}"
     return "\n".join(blocks[found[0] : found[0] + 1 + following])
+
+
+# The start of an app's script: the LiteRT interpreter only; TensorFlow, Keras and this package
+# cannot be imported, as on a device.
+LITERT_APP = r"""
+import importlib.abc, json, re, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "lstm_recipes"):
+            raise ImportError(name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+"""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cli_ok, fresh_python, readme_block
+from conftest import LITERT_APP, cli_ok, fresh_python, readme_block
 
 from lstm_recipes import cells
 from lstm_recipes import recipe as recipe_lib
@@ -26,15 +26,9 @@ char_lm = recipe_lib.load_recipe("char_lm")
 TEXT = "the dog sat on the mat? zé"
 
 # What an app's Python does: the LiteRT interpreter and metadata.json only, TensorFlow blocked.
-APP = r"""
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "lstm_recipes"):
-            raise ImportError(name)
-sys.meta_path.insert(0, Block())
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+APP = (
+    LITERT_APP
+    + r"""
 meta = json.load(open("metadata.json", encoding="utf-8"))
 exec(sys.argv[3])  # the README's char_ids
 ids = [meta["start_id"]] + char_ids(sys.argv[2], meta)
@@ -47,6 +41,7 @@ for i in ids:
     probabilities.append(out["probabilities"][0].tolist())
 print(json.dumps({"ids": ids, "probabilities": probabilities}))
 """
+)
 
 
 @pytest.fixture(scope="module")

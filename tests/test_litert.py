@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok, fresh_python, readme_block
+from conftest import LITERT_APP, cli_ok, fresh_python, readme_block
 
 from lstm_recipes import litert
 from lstm_recipes.cli import main
@@ -19,21 +19,16 @@ from lstm_recipes.errors import UserError
 pytestmark = pytest.mark.xdist_group("litert")
 
 # What an app's Python does: the LiteRT interpreter only, TensorFlow blocked.
-APP = r"""
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "lstm_recipes"):
-            raise ImportError(name)
-sys.meta_path.insert(0, Block())
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+APP = (
+    LITERT_APP
+    + r"""
 runner = Interpreter(model_path=sys.argv[1]).get_signature_runner("serving_default")
 frames = np.asarray(json.loads(sys.argv[2]), np.float32)
 out = runner(frames=frames)
 print(json.dumps({"probabilities": out["probabilities"].tolist(),
                   "labels": [b.decode() for b in out["labels"][0]]}))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -154,15 +149,9 @@ def test_a_causal_models_step_signature_equals_the_full_sequence_in_both_exports
 
 
 # The app's side of sentiment: README's reference tokenizer, vocabulary.txt, LiteRT only.
-TEXT_APP = r"""
-import importlib.abc, json, re, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "lstm_recipes"):
-            raise ImportError(name)
-sys.meta_path.insert(0, Block())
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+TEXT_APP = (
+    LITERT_APP
+    + r"""
 folder = sys.argv[1]
 meta = json.load(open(f"{folder}/metadata.json"))
 exec(sys.argv[2])  # the README's example: its tokenizer, and a first call
@@ -175,6 +164,7 @@ for text in json.loads(sys.argv[3]):
     out.append([result["label"][0].decode(), result["probabilities"][0].tolist()])
 print(json.dumps(out))
 """
+)
 
 
 def test_sentiment_litert_with_the_readme_tokenizer_equals_the_savedmodel_on_raw_text(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok, fresh_python, readme_block
+from conftest import LITERT_APP, cli_ok, fresh_python, readme_block
 from serving_edges import run_edge_inputs
 
 from lstm_recipes import crf, metrics
@@ -335,15 +335,9 @@ def test_crf_tagger_end_to_end(tmp_path):
 # ----------------------------------------------------------------------------- LiteRT
 
 # The app's side: README's id maker, vocabulary.json, the LiteRT interpreter only.
-TAG_APP = r"""
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "lstm_recipes"):
-            raise ImportError(name)
-sys.meta_path.insert(0, Block())
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+TAG_APP = (
+    LITERT_APP
+    + r"""
 folder = sys.argv[1]
 meta = json.load(open(f"{folder}/metadata.json"))
 vocabulary = json.load(open(f"{folder}/vocabulary.json", encoding="utf-8"))
@@ -355,6 +349,7 @@ for tokens, columns in json.loads(sys.argv[3]):
     out.append([[t.decode() for t in result["tags"][0]], result["probabilities"][0].tolist()])
 print(json.dumps(out))
 """
+)
 
 
 def litert_equals_savedmodel(run_dir, sentences, columns, tmp_path, atol=1e-5):
