@@ -12,9 +12,8 @@ exercises, joined into one sequence per subject; test subjects never seen in tra
     lstm-recipes run frame_labeling
 
 Expect per-frame accuracy about 0.87 on the two held-out subjects (measured 0.868, segment
-F1@50 34.8 by MS-TCN's definition, in 6-7 minutes on a busy 2-core machine;
-benchmarks/RESULTS.md). Your own
-frames: ``--data frames.csv`` (one long CSV: sequence_id, step, feature..., label) or
+F1@50 34.8 by MS-TCN's definition, in 6-7 minutes on a busy 2-core machine; RESULTS.md). Your
+own frames: ``--data frames.csv`` (one long CSV: sequence_id, step, feature..., label) or
 ``--data folder/`` (one .csv or .npz per sequence), read into memory; or a quoted glob,
 streamed in memory that does not grow with the corpus: ``--data 'frames/*.npz'`` (one sequence
 per .npz or .csv[.gz] file) or ``--data 'frames/part-*.csv.gz'`` (long-CSV shards, each
@@ -62,6 +61,7 @@ DATA_FORMS = {
 SIGNATURES = {
     "serving_default": "frames: float32[None, None, F] -> {labels: string[None, None], "
     "probabilities: float32[None, None, C]} (rows of NaN pad)",
+    "step": "frame: float32[B, F], states -> {labels, probabilities, states} (bidirectional=false)",
 }
 # Per-frame accuracy is what evaluation reports: keep the checkpoint that is best at it.
 MONITOR = "val_masked_accuracy"
