@@ -18,7 +18,7 @@ from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.data.chars import CharCodec
 
 # Its tests share a module fixture (a trained run and its exports): one xdist worker runs them.
-pytestmark = pytest.mark.xdist_group("litert")
+pytestmark = pytest.mark.xdist_group("char_lm_step")
 
 char_lm = recipe_lib.load_recipe("char_lm")
 
