@@ -220,6 +220,15 @@ def worker_dir():
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _without_local_files(value):
+    # A "local_file" is in the worker's own run directory: its path differs by design.
+    if isinstance(value, dict):
+        return {k: _without_local_files(v) for k, v in value.items() if k != "local_file"}
+    if isinstance(value, list):
+        return [_without_local_files(v) for v in value]
+    return value
+
+
 def check_same_on_every_worker(strategy, value, what: str) -> None:
     """Raise UserError unless every worker of a multi-worker job holds the same ``value``.
 
@@ -237,7 +246,7 @@ def check_same_on_every_worker(strategy, value, what: str) -> None:
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    text = json.dumps(value, sort_keys=True, default=str).encode()
+    text = json.dumps(_without_local_files(value), sort_keys=True, default=str).encode()
     digest = float(int(hashlib.sha256(text).hexdigest()[:12], 16))  # exact in float64
     # In a tf.function: an eager cross-worker all-reduce warns of its overhead.
     summed = tf.function(

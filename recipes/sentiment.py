@@ -46,6 +46,7 @@ from lstm_recipes.data import (
     reading,
     shards,
     stream,
+    vectors,
 )
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data import tfds as tfds_lib
@@ -80,7 +81,9 @@ class Config:
     max_examples: int = 0  # use at most this many training examples (0: all)
     vocab_size: int = 20000  # words kept (most frequent in the train split), padding + OOV included
     max_length: int = 64  # tokens kept per text; the rest is cut off
-    embedding_dim: int = 128  # width of the word embedding
+    embedding_dim: int = 128  # width of the word embedding (a vectors file sets its own)
+    embeddings: str = ""  # pretrained word vectors: a GloVe/word2vec/fastText text file (.gz too)
+    train_embeddings: bool = True  # false: keep the pretrained vectors frozen
     units: int = 64  # LSTM units per direction
     layers: int = 1  # stacked LSTM layers
     cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
@@ -228,8 +231,18 @@ def _label_order(labels: set[str]) -> list[str]:
     return sorted(labels)
 
 
-def fit_preprocessing(config: Config, train: list | stream.Stream) -> dict:
-    """Vocabulary and label names, fitted on the training examples only."""
+def fit_preprocessing(config: Config, train: list | stream.Stream, run_dir: Path | None = None):
+    """Vocabulary and label names, fitted on the training examples only; with ``embeddings``,
+    the vocabulary's pretrained vectors kept in ``run_dir`` and their coverage."""
+    prep = _fit_vocabulary(config, train)
+    if config.embeddings:
+        prep["embeddings"] = vectors.keep(
+            config.embeddings, prep["vocabulary"], run_dir, config.seed
+        )
+    return prep
+
+
+def _fit_vocabulary(config: Config, train: list | stream.Stream) -> dict:
     if isinstance(train, stream.Stream):
         lengths: list[int] = []
         (vocabulary,), counted = text_lib.count_vocabularies(
@@ -302,7 +315,7 @@ def _streamed_batches(config: Config, prep: dict, train: stream.Stream, training
 def build_model(config: Config, prep: dict) -> keras.Model:
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     x = blocks.TokenDropout(config.word_dropout, seed=config.seed)(tokens)
-    x = keras.layers.Embedding(len(prep["vocabulary"]) + 2, config.embedding_dim, mask_zero=True)(x)
+    x = vectors.embedding(len(prep["vocabulary"]) + 2, config, prep.get("embeddings"))(x)
     x = keras.layers.Dropout(config.dropout)(x)
     encoder = dict(
         units=config.units,

@@ -54,6 +54,7 @@ from lstm_recipes.data import (
     reading,
     stream,
     tagged,
+    vectors,
 )
 from lstm_recipes.data import tfds as tfds_lib
 from lstm_recipes.data.tfds import is_tfds_spec
@@ -106,7 +107,9 @@ class Config:
     char_units: int = 64  # CNN filters or LSTM units per direction
     max_word_chars: int = 20  # characters kept per word
     feature_dim: int = 16  # embedding width of each extra input column
-    embedding_dim: int = 100  # word embedding width
+    embedding_dim: int = 100  # word embedding width (a vectors file sets its own)
+    embeddings: str = ""  # pretrained word vectors: a GloVe/word2vec/fastText text file (.gz too)
+    train_embeddings: bool = True  # false: keep the pretrained vectors frozen
     word_dropout: float = 0.05  # share of words replaced by the unknown word in training
     constrained: bool = True  # Viterbi over legal IOB2/BIOES transitions for chunk tags
     crf: bool = False  # a linear-chain CRF output layer (learned transitions)
@@ -262,8 +265,16 @@ def load_data(
 # ----------------------------------------------------------------------------- preprocessing
 
 
-def fit_preprocessing(config: Config, train: list | stream.Stream) -> dict:
-    """Word, character and extra-column vocabularies and the tag set, from train only."""
+def fit_preprocessing(config: Config, train: list | stream.Stream, run_dir: Path | None = None):
+    """Word, character and extra-column vocabularies and the tag set, from train only; with
+    ``embeddings``, the words' pretrained vectors kept in ``run_dir`` and their coverage."""
+    prep = _fit_vocabularies(config, train)
+    if config.embeddings:
+        prep["embeddings"] = vectors.keep(config.embeddings, prep["words"], run_dir, config.seed)
+    return prep
+
+
+def _fit_vocabularies(config: Config, train: list | stream.Stream) -> dict:
     if isinstance(train, stream.Stream):
         return tagged.fit(train, config.vocab_size, config.min_count, config.lowercase)
     words = collections.Counter(
@@ -311,7 +322,10 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     features = keras.Input((None, len(prep["features"])), dtype="int32", name="features")
     mask = ops.not_equal(words, 0)
     dropped = blocks.TokenDropout(config.word_dropout, seed=config.seed)(words)
-    parts = [keras.layers.Embedding(len(prep["words"]) + 2, config.embedding_dim)(dropped)]
+    words_embedding = vectors.embedding(
+        len(prep["words"]) + 2, config, prep.get("embeddings"), False
+    )
+    parts = [words_embedding(dropped)]
     if config.char_encoder != "none":
         encoder = blocks.CharEncoder(
             len(prep["chars"]) + 2,
