@@ -17,6 +17,7 @@ def write(
     metrics: dict,
     signatures: dict,
     quality: dict | None = None,
+    vectors: dict | None = None,
 ) -> Path:
     """Write ``run_dir/model_card.md`` and return its path.
 
@@ -30,6 +31,7 @@ def write(
         signatures: the export's signatures (``export.signature_summary``).
         quality: what reading the data replaced or skipped (``data_report.json``), or None
             for a run made before data reports.
+        vectors: the pretrained word vectors' coverage report (``vectors.keep``), or None.
     """
     headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     lines = [
@@ -42,6 +44,7 @@ def write(
         "- examples: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()),
         "",
         *_data_quality(config, quality),
+        *_vectors(vectors),
         "## Config",
         f"Preset `{info.get('preset')}` with overrides {info.get('overrides') or 'none'}:",
         "",
@@ -71,6 +74,18 @@ def write(
     path = run_dir / "model_card.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _vectors(report: dict | None) -> list[str]:
+    if not report:
+        return []
+    return [
+        "## Word vectors",
+        f"- `{report['file']}`, dimension {report['dim']}: {report['found']:,} of "
+        f"{report['words']:,} training words found ({report['coverage']:.1%}); the others "
+        "started random",
+        "",
+    ]
 
 
 def _data_quality(config, quality: dict | None) -> list[str]:

@@ -235,6 +235,7 @@ class Run:
             metrics,
             signatures,
             quality,
+            self.prep.get("embeddings"),
         )
         return path
 

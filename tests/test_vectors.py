@@ -92,6 +92,8 @@ def test_sentiment_starts_from_the_vectors_and_keeps_them_frozen(reviews_csv, tm
             np.testing.assert_allclose(weights[i], table[word], atol=1e-6)
             checked += 1
     assert checked == report["found"]
+    card = (run.export().parent.parent / "model_card.md").read_text()
+    assert f"{report['found']:,} of {report['words']:,} training words found" in card
 
 
 def test_a_bad_vectors_file_stops_the_run_in_one_line(reviews_csv, tmp_path):
