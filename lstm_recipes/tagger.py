@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import aligned, litert
+from lstm_recipes import aligned, litert, stepping
 from lstm_recipes.crf import chunk_constraints, marginals, viterbi
 from lstm_recipes.data import tagged
 from lstm_recipes.export import Serving
@@ -218,7 +218,10 @@ def portable(config, model: keras.Model, prep: dict) -> litert.Portable:
     # Ids count from 2 in each list (0 pads, 1 is unknown), as StringLookup(mask_token="") does.
     vocabulary = {"first_id": 2, "words": prep["words"], "chars": prep["chars"]}
     vocabulary["features"] = prep["features"]
-    facts = {"labels": prep["labels"], "streaming": streaming(config)}
+    facts = {"labels": prep["labels"]}
+    if "step" in endpoints:  # the state layout an app carries between steps
+        facts.update(stepping.facts(config))
+    facts["streaming"] = streaming(config)
     facts["tokenizer"] = {"vocabulary": VOCABULARY_FILE, "lowercase": config.lowercase}
     facts["tokenizer"].update(max_word_chars=config.max_word_chars, max_length=config.max_length)
     files = {VOCABULARY_FILE: json.dumps(vocabulary, ensure_ascii=False)}

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_recipes import aligned, cells, distribute, inspection, litert, metrics, training
+from lstm_recipes import aligned, cells, distribute, inspection, litert, metrics, stepping, training
 from lstm_recipes.data import Splits, check_labels_seen, frame_stream, limit, reading, share
 from lstm_recipes.data import frames as frames_lib
 from lstm_recipes.data.stream import Stream
@@ -409,7 +409,7 @@ def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
     sample = np.random.default_rng(0).normal(size=(1, 40, prep["features"])).astype("float32")
     sample[0, -5:] = np.nan
     facts = {"labels": prep["labels"], "window": config.window, "stride": config.stride}
-    facts["streaming"] = "step" if not config.bidirectional else "no (bidirectional)"
+    facts |= {"streaming": "no (bidirectional)"} if config.bidirectional else stepping.facts(config)
     endpoints = {"serving_default": serve}
     samples = {"serving_default": {"frames": sample.tolist()}}
     _add_step(config, model, prep, endpoints, samples, sample[:, 0], 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +135,8 @@ def test_a_causal_models_step_signature_equals_the_full_sequence_in_both_exports
     saved = tf.saved_model.load(str(run_dir / "export" / "1")).signatures["step"]
     from ai_edge_litert.interpreter import Interpreter
 
+    meta = json.loads(Path(version, "metadata.json").read_text())
+    assert (meta["layers"], meta["num_states"], meta["units"]) == (2, 2, run.config.units)
     interpreter = Interpreter(model_path=f"{version}/model.tflite")
     assert set(interpreter.get_signature_list()) == {"serving_default", "step"}
     device = interpreter.get_signature_runner("step")

@@ -410,6 +410,9 @@ def test_a_causal_tagger_steps_token_by_token_like_the_whole_sentence(tmp_path):
     )
     want = tf.nn.softmax(run.model(inputs, training=False)[..., 1:]).numpy()[0]
     saved = tf.saved_model.load(str(run_dir / "export" / "1")).signatures["step"]
+    meta = json.loads((tmp_path / version / "metadata.json").read_text())
+    assert (meta["layers"], meta["num_states"], meta["units"]) == (2, 2, run.config.units)
+    assert meta["streaming"].startswith("step")
     interpreter = Interpreter(model_path=f"{version}/model.tflite")
     assert set(interpreter.get_signature_list()) == {"serving_default", "step"}
     device = interpreter.get_signature_runner("step")
