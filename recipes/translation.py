@@ -105,6 +105,7 @@ class Config:
     length_penalty: float = 0.6  # GNMT length-penalty alpha of the beam search
     validation_size: float = 0.1  # pairs held out for validation: a share (< 1) or a count
     test_size: float = 0.1  # pairs held out for test when no --test-data: a share or a count
+    split_by: Literal["source", "pair"] = "source"  # carve splits by source sentence or by pair
     attention_plots: int = 4  # test sentences drawn as attention heatmaps
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
@@ -155,6 +156,16 @@ def _pairs(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
     if spec == "builtin":
         return date_pairs(20000, seed=0), "builtin dates (synthetic, 20,000 pairs)"
     return parallel.read_pairs(spec, config.source_column, config.target_column, config.zip_member)
+
+
+def _split_key(config: Config):
+    if config.split_by == "pair":
+        return None
+    # Tatoeba has several translations of one sentence: carving by pair put 467 of spa-eng's
+    # 2,000 test sources in training too, with another translation, so part of the test was seen.
+    if config.lowercase:
+        return lambda pair: " ".join(pair[0].lower().split())
+    return lambda pair: " ".join(pair[0].split())
 
 
 def _tfds_keys(config: Config, name: str) -> list[str]:
@@ -216,6 +227,7 @@ def load_data(
             validation_size=config.validation_size,
             test_size=config.test_size,
             source=source,
+            key=_split_key(config),
         )
         result.train = limit(result.train, config.max_examples, config.seed)
     if len(result.train) < 2 or not result.validation or not result.test:

@@ -91,6 +91,32 @@ def test_splits_are_fixed_by_the_seed():
     assert sorted(splits.train + splits.validation + splits.test) == items
 
 
+def test_a_grouped_split_keeps_each_group_in_one_part_with_the_asked_sizes():
+    # 60 sources with 1 to 4 translations each, as Tatoeba has.
+    items = [(f"s{n}", f"t{n}.{k}") for n in range(60) for k in range(n % 4 + 1)]
+    test, validation, train = split_examples(items, (0.1, 0.1), seed=5, key=lambda p: p[0])
+    assert len(test) == len(validation) == round(0.1 * len(items))
+    assert sorted(test + validation + train) == sorted(items)
+    sources = [{s for s, _ in part} for part in (test, validation, train)]
+    assert not (sources[0] & sources[2]) and not (sources[1] & sources[2])
+    assert not (sources[0] & sources[1])
+    # Without groups, this data shares sources between the parts.
+    test, _, train = split_examples(items, (0.1, 0.1), seed=5)
+    assert {s for s, _ in test} & {s for s, _ in train}
+
+
+def test_translation_carves_its_splits_by_source_sentence(tmp_path):
+    from recipes import translation
+
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"Sentence {n % 50}.\tFrase {n}.\n" for n in range(400)))
+    for split_by, shared in (("source", False), ("pair", True)):
+        config = recipe_lib.resolve_config(translation, "tiny", [f"split_by={split_by}"])
+        splits = translation.load_data(config, str(path))
+        seen = {s.lower() for s, _ in splits.train}
+        assert any(s.lower() in seen for s, _ in splits.test + splits.validation) == shared
+
+
 def test_max_examples_limits_training_only(tmp_path):
     path = write_csv(tmp_path / "r.csv", make_reviews(1000))
     config = recipe_lib.resolve_config(sentiment, "tiny", ["max_examples=50"])

@@ -35,22 +35,44 @@ class Splits:
         }
 
 
-def split_examples(examples: Sequence, fractions: Sequence[float], seed: int) -> list[list]:
+def split_examples(
+    examples: Sequence, fractions: Sequence[float], seed: int, key: Callable | None = None
+) -> list[list]:
     """Shuffle with a fixed seed and cut into parts of the given fractions (the last takes the rest).
 
     Args:
         examples: the examples to split.
         fractions: the fraction of each part but the last, e.g. ``(0.8, 0.1)`` for three parts.
         seed: shuffling seed; the same seed and input give the same split.
+        key: example -> group; examples of one group stay in one part (e.g. the translations
+            of one source sentence, so none of a test source's translations is trained on).
     """
     items = list(examples)
     random.Random(seed).shuffle(items)
+    if key is not None:
+        return _split_groups(items, fractions, key)
     parts, start = [], 0
     for fraction in fractions:
         end = start + int(round(fraction * len(items)))
         parts.append(items[start:end])
         start = end
     parts.append(items[start:])
+    return parts
+
+
+def _split_groups(items: list, fractions: Sequence[float], key: Callable) -> list[list]:
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    room = [int(round(f * len(items))) for f in fractions]
+    parts: list[list] = [[] for _ in range(len(fractions) + 1)]
+    # First fit in shuffled group order: a part takes whole groups while they fit, so the held-out
+    # parts get exactly their sizes when small groups remain (most sources have one translation).
+    for group in groups.values():
+        n = next((i for i, r in enumerate(room) if len(group) <= r), len(fractions))
+        parts[n].extend(group)
+        if n < len(room):
+            room[n] -= len(group)
     return parts
 
 
@@ -77,6 +99,7 @@ def make_splits(
     validation: list | None = None,
     source: str = "",
     info: dict | None = None,
+    key: Callable | None = None,
 ) -> Splits:
     """Build train/validation/test from what the user gave, carving missing splits with a seed.
 
@@ -90,18 +113,19 @@ def make_splits(
         validation: examples of a separate validation split, if the data has one.
         source: description for the run's records.
         info: adapter facts kept with the splits.
+        key: example -> group; a carved split takes whole groups (see ``split_examples``).
     """
     validation_fraction = share(validation_size, len(train))
     test_fraction = share(test_size, len(train))
     if test is None:
         if validation is None:
             test, validation, train = split_examples(
-                train, (test_fraction, validation_fraction), seed
+                train, (test_fraction, validation_fraction), seed, key
             )
         else:
-            test, train = split_examples(train, (test_fraction,), seed)
+            test, train = split_examples(train, (test_fraction,), seed, key)
     elif validation is None:
-        validation, train = split_examples(train, (validation_fraction,), seed)
+        validation, train = split_examples(train, (validation_fraction,), seed, key)
     return Splits(train, validation, test, source, info or {})
 
 
