@@ -31,11 +31,14 @@ class Serving:
         track: layers and models whose variables and lookup tables the endpoints use.
         samples: signature name -> keyword inputs (plain lists, or ``binary_sample(...)`` for
             bytes) used to verify the export.
+        requires: Python modules a consumer imports before loading, to register the custom
+            ops the graph uses (``tensorflow_text`` for subword units); none for most models.
     """
 
     endpoints: dict
     track: list
     samples: dict
+    requires: tuple[str, ...] = ()
 
 
 # A version being written: not an integer, so TF Serving and next_version() never take it
@@ -144,6 +147,8 @@ import numpy as np
 import tensorflow as tf
 assert "lstm_recipes" not in sys.modules
 path, samples = sys.argv[1], json.load(sys.stdin)
+for module in sys.argv[2:]:  # what the model's metadata says a consumer imports
+    __import__(module)
 import base64
 def _unwrap(v):
     return [base64.b64decode(x) for x in v["base64"]] if isinstance(v, dict) else v
@@ -167,7 +172,9 @@ json.dump(results, sys.stdout)
 """
 
 
-def run_fresh(script: str, path: Path, samples: dict, what: str) -> dict:
+def run_fresh(
+    script: str, path: Path, samples: dict, what: str, requires: tuple[str, ...] = ()
+) -> dict:
     """The JSON that ``script`` prints when run on ``path`` and ``samples`` in a new Python.
 
     Args:
@@ -175,10 +182,11 @@ def run_fresh(script: str, path: Path, samples: dict, what: str) -> dict:
         path: the exported model.
         samples: signature name -> keyword inputs.
         what: the model's name in the error (e.g. "the exported model").
+        requires: modules the child imports first (custom ops), passed after ``path``.
     """
     path = path.resolve()  # the child runs in another folder
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
+        [sys.executable, "-c", script, str(path), *requires],
         input=json.dumps(samples),
         capture_output=True,
         text=True,
@@ -219,16 +227,24 @@ def check_equal(expected: dict, actual: dict, atol: float, what: str) -> None:
                 )
 
 
-def verify_in_fresh_process(path: Path, samples: dict, expected: dict, atol: float = 1e-4) -> None:
-    """Load ``path`` in a new Python process that imports only TensorFlow and compare outputs.
+def verify_in_fresh_process(
+    path: Path,
+    samples: dict,
+    expected: dict,
+    atol: float = 1e-4,
+    requires: tuple[str, ...] = (),
+) -> None:
+    """Load ``path`` in a new Python process that imports only TensorFlow (and ``requires``)
+    and compare outputs.
 
     Args:
         path: the SavedModel folder.
         samples: signature name -> keyword inputs.
         expected: the in-process outputs from ``run_samples``.
         atol: tolerance for float outputs.
+        requires: modules a consumer imports before loading (``Serving.requires``).
     """
-    actual = run_fresh(_VERIFY_SCRIPT, path, samples, "the exported model")
+    actual = run_fresh(_VERIFY_SCRIPT, path, samples, "the exported model", requires)
     check_equal(expected, actual, atol, "in the exported model after reload")
 
 
@@ -268,7 +284,8 @@ def export_saved_model(serving: Serving, export_root: Path, metadata: dict) -> P
             archive.write_out(str(tmp), verbose=False)
             meta_path = tmp / METADATA_FILE
             meta_path.parent.mkdir(parents=True, exist_ok=True)
-            meta_path.write_text(json.dumps({**metadata, "version": version}, indent=2))
+            facts = {**metadata, "version": version, "requires": list(serving.requires)}
+            meta_path.write_text(json.dumps(facts, indent=2))
         except (OSError, tf.errors.OpError) as e:
             first = (str(e).strip().splitlines() or [""])[0][:200]
             raise OSError(
@@ -276,7 +293,7 @@ def export_saved_model(serving: Serving, export_root: Path, metadata: dict) -> P
                 f"disk full? Earlier versions in {export_root} are intact"
             ) from e
         expected = run_samples(serving.endpoints, serving.samples)
-        verify_in_fresh_process(tmp, serving.samples, expected)
+        verify_in_fresh_process(tmp, serving.samples, expected, requires=serving.requires)
         final = export_root / str(version)
         os.rename(tmp, final)
     except BaseException:

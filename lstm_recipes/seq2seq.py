@@ -47,6 +47,8 @@ class AttentionSearch(tf.Module):
         prepare: raw inputs (strings, image bytes) -> what ``encode`` takes (default: as is).
         track: layers and lookup tables the functions use, kept as attributes so a SavedModel
             holding this object also holds their variables.
+        detokenize: ragged output ids (markers and padding removed) -> one string per row, for
+            subword outputs; by default ids become words joined by spaces.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class AttentionSearch(tf.Module):
         length_penalty: float,
         prepare: Callable | None = None,
         track: list | None = None,
+        detokenize: Callable | None = None,
     ):
         super().__init__()
         self.decoder = decoder
@@ -68,6 +71,7 @@ class AttentionSearch(tf.Module):
         self.vocabulary = ["", "[UNK]", *vocabulary]
         self.words_table = tf.constant(self.vocabulary)
         self.tracked = list(track or [])
+        self._detokenize = detokenize
 
     def prepare(self, raw):
         """What ``encode`` takes, from raw inputs (e.g. source ids from strings)."""
@@ -107,6 +111,9 @@ class AttentionSearch(tf.Module):
 
     def text(self, out):
         """One detokenized string per row of output ids."""
+        if self._detokenize is not None:
+            keep = decoding.until_end(out, END) & (out != START) & (out != 0)
+            return self._detokenize(tf.ragged.boolean_mask(out, keep))
         return text_lib.detokenize(tf.strings.reduce_join(self.words(out), axis=-1, separator=" "))
 
     def decode(self, inputs, beam_width: int):

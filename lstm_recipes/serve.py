@@ -9,12 +9,31 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_recipes.errors import UserError
-from lstm_recipes.export import latest_version
+from lstm_recipes.export import METADATA_FILE, latest_version
+
+
+def load_saved(path: Path):
+    """``tf.saved_model.load`` after importing what the model's metadata says it requires (the
+    modules that register its custom ops, e.g. ``tensorflow_text`` for subword units).
+
+    Args:
+        path: one SavedModel version folder.
+    """
+    meta = path / METADATA_FILE
+    for module in json.loads(meta.read_text()).get("requires", []) if meta.exists() else []:
+        try:
+            __import__(module)
+        except ImportError as e:
+            raise UserError(
+                f"the model at {path} needs the {module} package (its ops are in the graph), "
+                f"found: {e}"
+            ) from None
+    return tf.saved_model.load(str(path))
 
 
 def _load(model_dir: Path, signature: str):
     path = latest_version(model_dir)
-    loaded = tf.saved_model.load(str(path))
+    loaded = load_saved(path)
     if signature not in loaded.signatures:
         raise UserError(
             f"expected a signature in {', '.join(loaded.signatures)}, got {signature!r}"
@@ -54,7 +73,7 @@ def predict(model_dir: Path, inputs: list[str], signature: str = "serving_defaul
         signature: the signature to call.
     """
     path = latest_version(model_dir)
-    loaded = tf.saved_model.load(str(path))
+    loaded = load_saved(path)
     if signature not in loaded.signatures:
         raise UserError(
             f"expected a signature in {', '.join(loaded.signatures)}, got {signature!r}"

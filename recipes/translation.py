@@ -24,6 +24,15 @@ Tatoeba pairs of the TensorFlow tutorials; README.md says more.)
 Expect BLEU about 43 with beam search (measured 42.85; greedy 40.36) on the 2,000 test pairs
 after 42 minutes of training on 2 CPU cores (benchmarks/RESULTS.md).
 
+Tokenizer (``--set tokenizer=``): ``words`` (the default) keeps the ``source_vocab`` /
+``target_vocab`` most frequent words and reads any other as ``[UNK]``. ``subword`` learns a
+SentencePiece unigram model of that many pieces per side from the training split
+(``lstm_recipes.data.subword``): an unseen word is spelled from pieces, down to UTF-8 bytes, so
+no output holds ``[UNK]``; the exported model then needs tensorflow-text's ops where it is
+loaded (Python: ``pip install tensorflow-text`` of TensorFlow's version and ``import
+tensorflow_text`` before ``tf.saved_model.load``; the export's metadata lists it under
+``requires``).
+
 Export: ``serving_default(text: string[None]) -> {translation: string[None]}`` (beam search,
 width ``beam_width``) and ``greedy`` with the same interface. Tokenization and detokenization
 are in the graph.
@@ -41,11 +50,8 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
-from lstm_recipes.data import Splits, corpus, limit, make_splits, parallel, reading, shards, stream
+from lstm_recipes.data import Splits, bitext, reading, stream, subword
 from lstm_recipes.data import text as text_lib
-from lstm_recipes.data import tfds as tfds_lib
-from lstm_recipes.data.dates import date_pairs
-from lstm_recipes.data.tfds import contained_tempfiles, is_tfds_spec, make_builder
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
 
@@ -84,8 +90,9 @@ class Config:
     max_examples: int = 0  # use at most this many training pairs (0: all)
     max_length: int = 50  # tokens per sentence: longer training pairs are dropped, inputs cut
     lowercase: bool = True  # lowercase both sides (BLEU is then case-insensitive)
-    source_vocab: int = 8000  # source words kept (most frequent in training), specials included
-    target_vocab: int = 8000  # target words kept, specials included
+    tokenizer: Literal["words", "subword"] = "words"  # subword: SentencePiece pieces, both sides
+    source_vocab: int = 8000  # source words kept (most frequent in training) or pieces learned
+    target_vocab: int = 8000  # target words kept or pieces learned, specials included
     embedding_dim: int = 128  # width of both word embeddings
     encoder_units: int = 128  # encoder LSTM units per direction
     layers: int = 1  # stacked layers of the bidirectional encoder, and of the decoder
@@ -152,35 +159,6 @@ PRESETS = {
 # ----------------------------------------------------------------------------- data
 
 
-def _pairs(config: Config, spec: str) -> tuple[list[tuple[str, str]], str]:
-    if spec == "builtin":
-        return date_pairs(20000, seed=0), "builtin dates (synthetic, 20,000 pairs)"
-    return parallel.read_pairs(spec, config.source_column, config.target_column, config.zip_member)
-
-
-def _split_key(config: Config):
-    if config.split_by == "pair":
-        return None
-    # Tatoeba has several translations of one sentence: carving by pair put 467 of spa-eng's
-    # 2,000 test sources in training too, with another translation, so part of the test was seen.
-    if config.lowercase:
-        return lambda pair: " ".join(pair[0].lower().split())
-    return lambda pair: " ".join(pair[0].split())
-
-
-def _tfds_keys(config: Config, name: str) -> list[str]:
-    keys = [config.source_column, config.target_column]
-    if keys == ["source", "target"] or not all(keys):
-        try:
-            with contained_tempfiles():
-                supervised = make_builder(name).info.supervised_keys
-        except UserError:  # reported when the dataset is read
-            supervised = None
-        if supervised:
-            keys = list(supervised)
-    return keys
-
-
 def load_data(
     config: Config,
     data: str = "builtin",
@@ -188,54 +166,7 @@ def load_data(
     validation_data: str | None = None,
 ) -> Splits:
     """Train/validation/test (source, target) pairs; ``reverse`` swaps the sides."""
-
-    def read_file(spec: str) -> list[tuple[str, str]]:
-        pairs = parallel.drop_blank(_pairs(config, spec)[0])
-        return [(t, s) for s, t in pairs] if config.reverse else pairs
-
-    # Headerless .tsv shards hold source<TAB>target, like a single pairs file.
-    names, positions = (config.source_column, config.target_column), (0, 1)
-    if is_tfds_spec(data):
-        names = tuple(_tfds_keys(config, data.removeprefix("tfds:")))
-    if config.reverse:
-        names, positions = names[::-1], positions[::-1]
-    fields = shards.Fields(names, positions, skip_blank=True)
-    if shards.is_shards_spec(data):
-        result = corpus.splits(data, test_data, fields, config, read_file, None, validation_data)
-    elif is_tfds_spec(data):
-        hint = "--data pairs.tsv (source<TAB>target per line) or SOURCE_FILE,TARGET_FILE"
-        parts, _ = tfds_lib.stream_shards(data, list(names), hint)
-        result = corpus.splits(
-            parts["train"],
-            test_data or parts.get("test"),
-            corpus.Source(fields, tfds_lib.read_split),
-            config,
-            read_file,
-            None,
-            validation_data or parts.get("validation"),
-            held_source=corpus.Source(shards.Fields(names, positions, skip_blank=True)),
-        )
-        result.source = f"{data} ({' -> '.join(names)})"
-    else:
-        pairs, source = _pairs(config, data)
-        pairs = parallel.drop_blank(pairs)
-        result = make_splits(
-            [(t, s) for s, t in pairs] if config.reverse else pairs,
-            read_file(test_data) if test_data else None,
-            validation=read_file(validation_data) if validation_data else None,
-            seed=config.seed,
-            validation_size=config.validation_size,
-            test_size=config.test_size,
-            source=source,
-            key=_split_key(config),
-        )
-        result.train = limit(result.train, config.max_examples, config.seed)
-    if len(result.train) < 2 or not result.validation or not result.test:
-        raise UserError(
-            f"expected enough sentence pairs for train, validation and test splits, found "
-            f"{result.sizes()} in {data}"
-        )
-    return result
+    return bitext.load_splits(config, data, test_data, validation_data)
 
 
 def _standardize(config: Config):
@@ -243,7 +174,9 @@ def _standardize(config: Config):
 
 
 def fit_preprocessing(config: Config, train: list) -> dict:
-    """Source and target vocabularies, fitted on the training pairs only."""
+    """Source and target vocabularies (or subword models), fitted on the training pairs only."""
+    if config.tokenizer == "subword":
+        return _fit_subwords(config, train)
     standardize = _standardize(config)
     if isinstance(train, stream.Stream):
         columns = [(0, config.source_vocab, standardize), (1, config.target_vocab - 2, standardize)]
@@ -257,7 +190,32 @@ def fit_preprocessing(config: Config, train: list) -> dict:
     return {"source_vocabulary": source, "target_vocabulary": seq2seq.MARKERS + target}
 
 
+def _fit_subwords(config: Config, train) -> dict:
+    if isinstance(train, stream.Stream):
+        sides: tuple[list, list] = ([], [])
+        for columns in train.sample(stream.FIT_ROWS).batches():
+            sides[0].extend(columns[0])
+            sides[1].extend(columns[1])
+    else:
+        sides = ([s for s, _ in train], [t for _, t in train])
+    prep = {"tokenizer": "subword"}
+    for side, texts, size in (
+        ("source", sides[0], config.source_vocab),
+        ("target", sides[1], config.target_vocab),
+    ):
+        model = subword.train(texts, size, config.lowercase, config.seed)
+        # From id 2 on, as word vocabularies are kept: the target's start with the markers.
+        prep[f"{side}_vocabulary"] = subword.pieces(model)[2:]
+        prep[f"{side}_subword"] = model
+    return prep
+
+
 def _vectorizers(config: Config, prep: dict):
+    if config.tokenizer == "subword":
+        return (
+            subword.Tokenizer(prep["source_subword"], config.lowercase, "source_subword"),
+            subword.Tokenizer(prep["target_subword"], config.lowercase, "target_subword"),
+        )
     standardize = _standardize(config)
     return (
         text_lib.make_vectorizer(prep["source_vocabulary"], standardize, "source_vectorizer"),
@@ -351,7 +309,8 @@ def build_model(config: Config, prep: dict) -> keras.Model:
 
 def translator(config: Config, model: keras.Model, prep: dict) -> seq2seq.AttentionSearch:
     """Raw text in, text out: vectorize, encode once, search, detokenize; all in the graph."""
-    source_vectorizer, _ = _vectorizers(config, prep)
+    source_vectorizer, target_vectorizer = _vectorizers(config, prep)
+    pieces = config.tokenizer == "subword"
     embedding, encoder = model.get_layer("source_embedding"), model.get_layer("encoder")
     bridge_h, bridge_c = model.get_layer("bridge_h"), model.get_layer("bridge_c")
 
@@ -376,7 +335,8 @@ def translator(config: Config, model: keras.Model, prep: dict) -> seq2seq.Attent
         max_length,
         config.length_penalty,
         prepare=source_ids,
-        track=[source_vectorizer],
+        track=[source_vectorizer, target_vectorizer] if pieces else [source_vectorizer],
+        detokenize=target_vectorizer.detokenize if pieces else None,
     )
 
 
@@ -455,4 +415,5 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
         {"serving_default": beam, "greedy": greedy},
         [model, *search.tracked],
         {"serving_default": {"text": samples}, "greedy": {"text": samples}},
+        requires=(subword.REQUIRES,) if config.tokenizer == "subword" else (),
     )

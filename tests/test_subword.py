@@ -1,0 +1,166 @@
+"""Subword units (``tokenizer=subword``): the SentencePiece round trip on every script, no
+unknown pieces, a reproducible model, clear errors, and a translation run whose export gives
+evaluation's strings in a fresh process."""
+
+import csv
+import json
+
+import pytest
+import tensorflow as tf
+from conftest import cli_ok, fresh_python
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lstm_recipes import recipe as recipe_lib
+from lstm_recipes.data import subword
+from lstm_recipes.errors import UserError
+
+pytestmark = pytest.mark.xdist_group("subword")
+
+ENGLISH = [
+    "the cat sat on the mat",
+    "where is the station?",
+    "tom doesn't like green apples.",
+    "we met in 1999 at the old market",
+] * 40
+EDGES = [
+    "",
+    "naïve café über Ångström",  # accents the training text never had
+    "e\u0301le\u0300ve",  # combining accents, kept as they are
+    "東京で会いましょう",  # CJK
+    "Ελληνικά и русский",
+    "مرحبا بالعالم",
+    "🎉 emoji 👩‍👩‍👧 ok",
+    "ﬁ ① Ｈ",  # what NFKC would rewrite
+    "İstanbul ΣΑΣ",
+]
+
+
+@pytest.fixture(scope="module")
+def english_model():
+    return subword.train(ENGLISH, 300, lowercase=False, seed=1)
+
+
+def _round_trip(model, texts):
+    tokenizer = subword.Tokenizer(model, lowercase=False)
+    ids = tokenizer(tf.constant(texts, tf.string))
+    out = [t.decode("utf-8") for t in tokenizer.detokenize(ids).numpy()]
+    return ids, out
+
+
+def test_every_script_round_trips_and_nothing_is_an_unknown_piece(english_model):
+    ids, out = _round_trip(english_model, EDGES)
+    assert out == EDGES
+    assert subword.PIECES[1] == "[UNK]" and not tf.reduce_any(ids.flat_values == 1)
+
+
+# SentencePiece cuts at spaces: runs of them become one, and none is kept at either end.
+def _spaces_collapsed(text: str) -> str:
+    return " ".join(part for part in text.replace("\u00a0", " ").split(" ") if part)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=30), max_size=8))
+def test_any_text_round_trips_but_for_runs_of_spaces(english_model, texts):
+    ids, out = _round_trip(english_model, texts)
+    assert out == [_spaces_collapsed(t) for t in texts]
+    assert not tf.reduce_any(ids.flat_values == 1)
+
+
+def test_the_same_text_and_seed_learn_the_same_model(english_model):
+    assert subword.train(ENGLISH, 300, lowercase=False, seed=1) == english_model
+    pieces = subword.pieces(english_model)
+    assert pieces[:4] == list(subword.PIECES)
+    assert pieces[4:260] == [f"<0x{b:02X}>" for b in range(256)] and len(pieces) > 260
+
+
+def test_a_vocabulary_too_small_for_the_byte_pieces_is_refused_in_one_line():
+    with pytest.raises(UserError, match="at least 261 .* found 200"):
+        subword.train(ENGLISH, 200, lowercase=False, seed=1)
+    with pytest.raises(UserError, match="no training text"):
+        subword.train(["", "  "], 300, lowercase=False, seed=1)
+
+
+def test_without_tensorflow_text_the_message_says_what_to_install(monkeypatch, english_model):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_text_ops(name, *args, **kwargs):
+        if name == "tensorflow_text":
+            raise ImportError("No module named 'tensorflow_text'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_text_ops)
+    with pytest.raises(UserError, match="pip install 'tensorflow-text=="):
+        subword.Tokenizer(english_model, lowercase=False)
+
+
+# ----------------------------------------------------------------------------- translation
+
+NAMES = ["anna", "boris", "carla", "dmitri", "elena", "farid"]
+
+
+def _pairs() -> list[tuple[str, str]]:
+    # 600 different sources: every name with every number.
+    return [
+        (f"{name} has {number} cats.", f"{name} tiene {number} gatos.")
+        for name in NAMES
+        for number in range(100)
+    ]
+
+
+@pytest.fixture(scope="module")
+def subword_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("subword")
+    data = root / "pairs.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in _pairs()), encoding="utf-8")
+    run_dir = root / "run"
+    cli_ok(
+        "run", "translation", "--preset", "tiny", "--data", str(data), "--run-dir", str(run_dir),
+        "--set", "tokenizer=subword", "--set", "source_vocab=300", "--set", "target_vocab=300",
+        "--set", "max_examples=0", "--set", "epochs=6", "--set", "learning_rate=0.01",
+        "--set", "test_size=60", "--set", "validation_size=60", "--set", "max_length=30",
+    )  # fmt: skip
+    return run_dir
+
+
+def test_a_subword_run_learns_and_its_export_gives_evaluations_strings(subword_run, tmp_path):
+    metrics = json.loads((subword_run / "metrics.json").read_text())
+    assert metrics["token_accuracy"] > 0.5, metrics
+    with open(subword_run / "translations.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert len(rows) == 60
+    meta = json.loads((subword_run / "export" / "1" / "assets.extra/lstm_recipes.json").read_text())
+    assert meta["requires"] == ["tensorflow_text"]
+    script = (
+        "import json, sys, tensorflow as tf, tensorflow_text\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "x = tf.constant(json.loads(sys.argv[2]))\n"
+        "out = {k: [t.decode() for t in m.signatures[k](text=x)['translation'].numpy()]\n"
+        "       for k in ('serving_default', 'greedy')}\n"
+        "print(json.dumps(out))\n"
+    )
+    sources = [row["source"] for row in rows]
+    served = fresh_python(
+        script, str(subword_run / "export" / "1"), json.dumps(sources), cwd=tmp_path
+    )
+    assert served["greedy"] == [row["greedy"] for row in rows]
+    assert served["serving_default"] == [row["beam"] for row in rows]
+    # predict (this package's process, which imports what the metadata requires) gives them too.
+    result = cli_ok("predict", str(subword_run), "--json", "--signature", "greedy", sources[0])
+    assert json.loads(result.output.strip().splitlines()[-1])["translation"] == rows[0]["greedy"]
+
+
+def test_unseen_words_are_spelled_from_pieces_never_unknown(subword_run):
+    from lstm_recipes.run import Run
+
+    run = Run.reopen(subword_run)
+    translation = recipe_lib.load_recipe("translation")
+    search = translation.translator(run.config, run.model, run.prep)
+    unseen = ["zoë has 57 ñandúes.", "Ωmega 東京 🎉 has 3 cats."]
+    ids = search.prepare(tf.constant(unseen))
+    assert not tf.reduce_any(ids == 1), "an unseen character became the unknown id"
+    for text in search(tf.constant(unseen), 3).numpy():
+        text = text.decode("utf-8")
+        assert "[UNK]" not in text and "\u2047" not in text, text
