@@ -45,12 +45,9 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_recipes import attention, cells, distribute, metrics, plots, seq2seq, training, vision
-from lstm_recipes.data import Splits, limit, make_splits, reading
-from lstm_recipes.data import captions as captions_lib
+from lstm_recipes.data import Splits, captioned_images, reading, subword
 from lstm_recipes.data import text as text_lib
-from lstm_recipes.data.scenes import builtin_examples, scene
-from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
-from lstm_recipes.errors import UserError
+from lstm_recipes.data.scenes import scene
 from lstm_recipes.export import Serving, binary_sample
 
 TOPOLOGY = "one-to-many"
@@ -92,7 +89,8 @@ class Config:
     attention: Literal["dot", "general", "additive"] = "additive"  # Bahdanau, as in the paper
     cell: cells.Cell = "lstm"  # lstm (fast kernel), a Greff et al. variant, gru, simple_rnn
     max_length: int = 30  # caption tokens kept (longer training captions are dropped)
-    vocab_size: int = 5000  # words kept (most frequent in training), specials included
+    tokenizer: Literal["words", "subword"] = "words"  # subword: SentencePiece caption pieces
+    vocab_size: int = 5000  # words kept (most frequent in training) or pieces, specials included
     lowercase: bool = True  # lowercase captions (BLEU is then case-insensitive)
     feature_dim: int = 256  # width the image features are projected to
     embedding_dim: int = 256  # word embedding width
@@ -168,21 +166,6 @@ PRESETS = {
 # ----------------------------------------------------------------------------- data
 
 
-def _folder_examples(config: Config, spec: str) -> tuple[list, Path, dict[str, list[str]]]:
-    by_image, folder = captions_lib.read_captions(spec, config.image_column, config.caption_column)
-    return [(str(folder / k), v) for k, v in sorted(by_image.items())], folder, by_image
-
-
-def _tfds_examples(split) -> list:
-    return [
-        (tf.io.encode_png(img).numpy(), [_plain(t) for t in caps["text"]]) for img, caps in split
-    ]
-
-
-def _plain(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def load_data(
     config: Config,
     data: str = "builtin",
@@ -190,43 +173,7 @@ def load_data(
     validation_data: str | None = None,
 ) -> Splits:
     """Train/validation/test (image reference, [captions]) examples, split by image."""
-    test = None
-    validation = _folder_examples(config, validation_data)[0] if validation_data else None
-    if data == "builtin":
-        examples, source = builtin_examples(), "builtin scenes (synthetic, 3,000 images)"
-    elif is_tfds_spec(data):
-        splits, _ = load_tfds(data, ["image", "captions"], "--data FOLDER (images + captions.csv)")
-        examples, source = _tfds_examples(splits["train"]), data
-        test = _tfds_examples(splits["test"]) if "test" in splits else None
-    else:
-        examples, folder, by_image = _folder_examples(config, data)
-        source = f"{data} ({len(examples):,} images)"
-        given = Path(data) if Path(data).is_dir() else Path(data).parent
-        lists = captions_lib.read_split_lists(config.split_files, [given, folder, folder.parent])
-        if lists:
-            name = {str(folder / k): k for k in by_image}
-            parts = [[e for e in examples if name[e[0]] in part] for part in lists]
-            result = Splits(parts[0], validation or parts[1], parts[2], source=source)
-            result.train = limit(result.train, config.max_examples, config.seed)
-            return result
-    if test_data:
-        test = _folder_examples(config, test_data)[0]
-    result = make_splits(
-        examples,
-        test,
-        validation=validation,
-        seed=config.seed,
-        validation_size=config.validation_size,
-        test_size=config.test_size,
-        source=source,
-    )
-    result.train = limit(result.train, config.max_examples, config.seed)
-    if len(result.train) < 2 or not result.validation or not result.test:
-        raise UserError(
-            f"expected enough images for train, validation and test splits, found "
-            f"{result.sizes()} in {data}"
-        )
-    return result
+    return captioned_images.load_splits(config, data, test_data, validation_data)
 
 
 def _standardize(config: Config):
@@ -236,9 +183,23 @@ def _standardize(config: Config):
 def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) -> dict:
     """The caption vocabulary (training captions only) and where image features are cached."""
     captions = [c for _, caps in train for c in caps]
-    vocab = text_lib.fit_vocabulary(captions, config.vocab_size - 2, _standardize(config))
     cache = config.feature_cache or (str(run_dir / "features") if run_dir else "")
+    if config.tokenizer == "subword":
+        model, vocab = subword.fit(captions, config.vocab_size, config.lowercase, config.seed)
+        return {
+            "tokenizer": "subword",
+            "subword": model,
+            "vocabulary": vocab,
+            "feature_cache": cache,
+        }
+    vocab = text_lib.fit_vocabulary(captions, config.vocab_size - 2, _standardize(config))
     return {"vocabulary": seq2seq.MARKERS + vocab, "feature_cache": cache}
+
+
+def _tokenizer(config: Config, prep: dict):
+    if config.tokenizer == "subword":
+        return subword.Tokenizer(prep["subword"], config.lowercase, "captions")
+    return text_lib.make_vectorizer(prep["vocabulary"], _standardize(config), "captions")
 
 
 def _backbone(config: Config) -> vision.Backbone:
@@ -249,8 +210,7 @@ def _backbone(config: Config) -> vision.Backbone:
 
 
 def _encode_captions(config: Config, prep: dict, captions: list[str]):
-    vectorizer = text_lib.make_vectorizer(prep["vocabulary"], _standardize(config), "captions")
-    return text_lib.encode(vectorizer, captions, config.max_length + 1)
+    return text_lib.encode(_tokenizer(config, prep), captions, config.max_length + 1)
 
 
 def batches(config: Config, prep: dict, examples: list, training: bool) -> tf.data.Dataset:
@@ -336,6 +296,7 @@ def captioner(config: Config, model: keras.Model, prep: dict) -> seq2seq.Attenti
     # A frozen backbone is not in the model (it trained on cached features): build it here.
     encoder = backbone.build() if backbone.frozen else model.get_layer("image_encoder")
     head = model.get_layer("head")
+    pieces = _tokenizer(config, prep) if config.tokenizer == "subword" else None
     return seq2seq.AttentionSearch(
         model.get_layer("decoder"),
         encode=lambda grid: head(grid, training=False),
@@ -343,7 +304,8 @@ def captioner(config: Config, model: keras.Model, prep: dict) -> seq2seq.Attenti
         max_length=config.max_length + 1,
         length_penalty=config.length_penalty,
         prepare=lambda data: encoder(vision.decode_images(data, config.image_size), training=False),
-        track=[encoder],
+        track=[encoder, pieces] if pieces else [encoder],
+        detokenize=pieces.detokenize if pieces else None,
     )
 
 
@@ -437,4 +399,5 @@ def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
         {"serving_default": beam, "greedy": greedy},
         [model, *search.tracked],
         {"serving_default": sample, "greedy": sample},
+        requires=(subword.REQUIRES,) if config.tokenizer == "subword" else (),
     )

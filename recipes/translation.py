@@ -203,10 +203,8 @@ def _fit_subwords(config: Config, train) -> dict:
         ("source", sides[0], config.source_vocab),
         ("target", sides[1], config.target_vocab),
     ):
-        model = subword.train(texts, size, config.lowercase, config.seed)
-        # From id 2 on, as word vocabularies are kept: the target's start with the markers.
-        prep[f"{side}_vocabulary"] = subword.pieces(model)[2:]
-        prep[f"{side}_subword"] = model
+        model, vocabulary = subword.fit(texts, size, config.lowercase, config.seed)
+        prep[f"{side}_subword"], prep[f"{side}_vocabulary"] = model, vocabulary
     return prep
 
 

@@ -164,3 +164,22 @@ def test_unseen_words_are_spelled_from_pieces_never_unknown(subword_run):
     for text in search(tf.constant(unseen), 3).numpy():
         text = text.decode("utf-8")
         assert "[UNK]" not in text and "\u2047" not in text, text
+
+
+# ----------------------------------------------------------------------------- captioning
+
+
+def test_a_subword_captioner_trains_and_its_export_names_what_it_needs(tmp_path):
+    run_dir = tmp_path / "run"
+    cli_ok(
+        "run", "image_captioning", "--preset", "tiny", "--run-dir", str(run_dir),
+        "--set", "tokenizer=subword", "--set", "vocab_size=300", "--set", "epochs=1",
+    )  # fmt: skip
+    prep = json.loads((run_dir / "preprocessing.json").read_text())
+    assert prep["tokenizer"] == "subword" and prep["vocabulary"][:2] == ["[START]", "[END]"]
+    # The export was checked against the in-process captions in a fresh process to land here.
+    meta = json.loads((run_dir / "export" / "1" / "assets.extra/lstm_recipes.json").read_text())
+    assert meta["requires"] == ["tensorflow_text"]
+    with open(run_dir / "captions.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert rows and not any("[UNK]" in row["beam"] + row["greedy"] for row in rows)

@@ -120,6 +120,20 @@ def _without_paths(proto: bytes) -> bytes:
     return spec.SerializeToString()
 
 
+def fit(texts: Iterable[str], vocab_size: int, lowercase: bool, seed: int) -> tuple[str, list]:
+    """``train``, and the model's pieces from id 2 on (the markers, then the pieces), which is
+    how a recipe keeps a word vocabulary.
+
+    Args:
+        texts: the training split's texts of one side.
+        vocab_size: pieces including the 4 special ids and 256 byte pieces.
+        lowercase: learn from lowercased text.
+        seed: SentencePiece's sampling seed.
+    """
+    model = train(texts, vocab_size, lowercase, seed)
+    return model, pieces(model)[2:]
+
+
 def pieces(model: str) -> list[str]:
     """The model's pieces by id (the specials first).
 
