@@ -50,7 +50,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
-from lstm_recipes.data import Splits, bitext, reading, stream, subword
+from lstm_recipes.data import Splits, bitext, reading, stream, subword, vectors
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -93,7 +93,9 @@ class Config:
     tokenizer: Literal["words", "subword"] = "words"  # subword: SentencePiece pieces, both sides
     source_vocab: int = 8000  # source words kept (most frequent in training) or pieces learned
     target_vocab: int = 8000  # target words kept or pieces learned, specials included
-    embedding_dim: int = 128  # width of both word embeddings
+    embedding_dim: int = 128  # width of both word embeddings (a vectors file sets the source's)
+    embeddings: str = ""  # pretrained source word vectors: GloVe/word2vec/fastText text (.gz too)
+    train_embeddings: bool = True  # false: keep the pretrained source vectors frozen
     encoder_units: int = 128  # encoder LSTM units per direction
     layers: int = 1  # stacked layers of the bidirectional encoder, and of the decoder
     decoder_units: int = 256  # decoder LSTM units (and attentional vector width)
@@ -173,10 +175,25 @@ def _standardize(config: Config):
     return text_lib.split_punctuation_lower if config.lowercase else text_lib.split_punctuation
 
 
-def fit_preprocessing(config: Config, train: list) -> dict:
-    """Source and target vocabularies (or subword models), fitted on the training pairs only."""
+def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) -> dict:
+    """Source and target vocabularies (or subword models), fitted on the training pairs only;
+    with ``embeddings``, the source vocabulary's pretrained vectors kept in ``run_dir``."""
     if config.tokenizer == "subword":
+        if config.embeddings:
+            raise UserError(
+                "expected tokenizer=words with embeddings (a vectors file holds words), found "
+                "tokenizer=subword"
+            )
         return _fit_subwords(config, train)
+    prep = _fit_words(config, train)
+    if config.embeddings:
+        prep["embeddings"] = vectors.keep(
+            config.embeddings, prep["source_vocabulary"], run_dir, config.seed
+        )
+    return prep
+
+
+def _fit_words(config: Config, train) -> dict:
     standardize = _standardize(config)
     if isinstance(train, stream.Stream):
         columns = [(0, config.source_vocab, standardize), (1, config.target_vocab - 2, standardize)]
@@ -268,9 +285,8 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     source = keras.Input((None,), dtype="int32", name="source")
     target_in = keras.Input((None,), dtype="int32", name="target_in")
     source_mask = ops.not_equal(source, 0)
-    x = keras.layers.Embedding(
-        len(prep["source_vocabulary"]) + 2, config.embedding_dim, name="source_embedding"
-    )(source)
+    rows = len(prep["source_vocabulary"]) + 2
+    x = vectors.embedding(rows, config, prep.get("embeddings"), False, "source_embedding")(source)
     x = keras.layers.Dropout(config.dropout)(x)
     memory, h, c = blocks.StackedLSTM(
         config.encoder_units,

@@ -123,3 +123,36 @@ def test_tagging_starts_from_lowercased_word_vectors(tmp_path):
     for i, word in enumerate(prep["words"], 2):
         if word in table:
             np.testing.assert_allclose(weights[i], table[word])
+
+
+def test_translation_starts_its_source_embedding_from_the_vectors(tmp_path):
+    table = {w: np.full(5, n, np.float32) for n, w in enumerate(["march", "de", "2021", "may"])}
+    path = tmp_path / "vectors.txt.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in table.items()))
+    run_dir = tmp_path / "run"
+    cli_ok("train", "translation", "--preset", "tiny", "--run-dir", str(run_dir), "--set",
+           f"embeddings={path}", "--set", "train_embeddings=false", "--set", "epochs=1")  # fmt: skip
+    prep = json.loads((run_dir / "preprocessing.json").read_text())
+    report = prep["embeddings"]
+    assert report["dim"] == 5 and report["words"] == len(prep["source_vocabulary"])
+    from lstm_recipes.run import Run
+
+    weights = Run.reopen(run_dir).model.get_layer("source_embedding").get_weights()[0]
+    assert weights.shape == (len(prep["source_vocabulary"]) + 2, 5)
+    found = [w for w in prep["source_vocabulary"] if w in table]
+    assert len(found) == report["found"] > 0
+    for word in found:
+        np.testing.assert_allclose(weights[prep["source_vocabulary"].index(word) + 2], table[word])
+
+
+def test_translation_refuses_vectors_with_subword_units(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("march 1 2\n", encoding="utf-8")
+    args = ["train", "translation", "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
+            "--set", f"embeddings={path}", "--set", "tokenizer=subword",
+            "--set", "source_vocab=300", "--set", "target_vocab=300"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "expected tokenizer=words with embeddings" in result.output
+    assert "Traceback" not in result.output

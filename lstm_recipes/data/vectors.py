@@ -154,7 +154,9 @@ def keep(path: str, vocabulary: list[str], run_dir: Path | None, seed: int = 0) 
     return report
 
 
-def embedding(rows: int, config, report: dict | None, mask_zero: bool = True):
+def embedding(
+    rows: int, config, report: dict | None, mask_zero: bool = True, name: str | None = None
+):
     """The model's word embedding: pretrained (``report`` from ``keep``) or learned.
 
     Args:
@@ -162,11 +164,12 @@ def embedding(rows: int, config, report: dict | None, mask_zero: bool = True):
         config: a config with ``embedding_dim`` and ``train_embeddings``.
         report: ``keep``'s report, or None for ``embedding_dim`` random vectors.
         mask_zero: id 0 pads (a Keras mask follows the embedding).
+        name: the layer's name.
     """
     import keras
 
     if not report:
-        return keras.layers.Embedding(rows, config.embedding_dim, mask_zero=mask_zero)
+        return keras.layers.Embedding(rows, config.embedding_dim, mask_zero=mask_zero, name=name)
     # A finished run reopened elsewhere gets its trained weights from the checkpoint: the
     # starting vectors only matter for training, where fit_preprocessing has just written them.
     matrix_file = Path(report.get("local_file", ""))
@@ -179,4 +182,5 @@ def embedding(rows: int, config, report: dict | None, mask_zero: bool = True):
         mask_zero=mask_zero,
         embeddings_initializer=initializer,
         trainable=config.train_embeddings,
+        name=name,
     )
