@@ -18,6 +18,7 @@ def write(
     signatures: dict,
     quality: dict | None = None,
     vectors: dict | None = None,
+    requires: tuple[str, ...] = (),
 ) -> Path:
     """Write ``run_dir/model_card.md`` and return its path.
 
@@ -32,6 +33,7 @@ def write(
         quality: what reading the data replaced or skipped (``data_report.json``), or None
             for a run made before data reports.
         vectors: the pretrained word vectors' coverage report (``vectors.keep``), or None.
+        requires: modules a consumer imports before loading the export (``Serving.requires``).
     """
     headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     lines = [
@@ -68,6 +70,13 @@ def write(
         ins = ", ".join(f"{k}: {v}" for k, v in sig["inputs"].items())
         outs = ", ".join(f"{k}: {v}" for k, v in sig["outputs"].items())
         lines.append(f"- `{name}({ins}) -> {{{outs}}}`")
+    if requires:
+        names = ", ".join(f"`{m}`" for m in requires)
+        lines += [
+            "",
+            f"Loading it needs {names} imported before `tf.saved_model.load` (its ops are in "
+            "the graph; `pip install` the package built for the loading TensorFlow's version).",
+        ]
     if isinstance(metrics.get("sample"), str):
         lines += ["", "## Sample", "", "```", metrics["sample"], "```"]
     lines += ["", "Plots: `plots/`. Training history: `history.csv`. TensorBoard: `logs/`.", ""]

@@ -236,6 +236,7 @@ class Run:
             signatures,
             quality,
             self.prep.get("embeddings"),
+            serving.requires,
         )
         return path
 

@@ -113,3 +113,10 @@ def test_on_device_quick_prints_each_quantization_and_full_float_agreement(tmp_p
     assert set(found) == {"none", "dynamic", "float16"}, out
     # The float model is the SavedModel's graph: its windowed labels must all agree.
     assert float(found["none"]) == 100.0, out
+
+
+def test_vectors_load_finds_the_half_of_the_vocabulary_the_file_holds(tmp_path):
+    out = bench("vectors_load.py", "--words", "3000", "--dim", "8", "--vocabulary", "200",
+                tmp_path=tmp_path)  # fmt: skip
+    loaded = re.search(r"loaded ([\d,]+) of ([\d,]+) vocabulary words \(dimension (\d+)\)", out)
+    assert loaded and loaded.groups() == ("100", "200", "8"), out

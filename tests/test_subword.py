@@ -133,6 +133,8 @@ def test_a_subword_run_learns_and_its_export_gives_evaluations_strings(subword_r
     assert len(rows) == 60
     meta = json.loads((subword_run / "export" / "1" / "assets.extra/lstm_recipes.json").read_text())
     assert meta["requires"] == ["tensorflow_text"]
+    card = (subword_run / "model_card.md").read_text()
+    assert "Loading it needs `tensorflow_text` imported" in card
     script = (
         "import json, sys, tensorflow as tf, tensorflow_text\n"
         "m = tf.saved_model.load(sys.argv[1])\n"
