@@ -15,7 +15,8 @@ from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.data import subword
 from lstm_recipes.errors import UserError
 
-pytestmark = pytest.mark.xdist_group("subword")
+# The translation tests share a module fixture (a trained run): one pytest-xdist worker runs them.
+TRANSLATION_RUN = pytest.mark.xdist_group("subword_translation")
 
 ENGLISH = [
     "the cat sat on the mat",
@@ -125,6 +126,7 @@ def subword_run(tmp_path_factory):
     return run_dir
 
 
+@TRANSLATION_RUN
 def test_a_subword_run_learns_and_its_export_gives_evaluations_strings(subword_run, tmp_path):
     metrics = json.loads((subword_run / "metrics.json").read_text())
     assert metrics["token_accuracy"] > 0.5, metrics
@@ -154,6 +156,7 @@ def test_a_subword_run_learns_and_its_export_gives_evaluations_strings(subword_r
     assert json.loads(result.output.strip().splitlines()[-1])["translation"] == rows[0]["greedy"]
 
 
+@TRANSLATION_RUN
 def test_unseen_words_are_spelled_from_pieces_never_unknown(subword_run):
     from lstm_recipes.run import Run
 
