@@ -243,6 +243,23 @@ def test_sentiment_trains_and_exports_on_parquet_shards(tmp_path):
     assert (run_dir / "export/1/saved_model.pb").exists()
 
 
+def test_streamed_translation_pairs_are_split_by_source_sentence(tmp_path):
+    from lstm_recipes import recipe as recipe_lib
+    from recipes import translation
+
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    with gzip.open(folder / "part-0.tsv.gz", "wt") as f:
+        f.writelines(f"sentence {n % 60}\tfrase {n}\n" for n in range(600))
+    for split_by, shared in (("source", False), ("pair", True)):
+        config = recipe_lib.resolve_config(
+            translation, "tiny", [f"split_by={split_by}", "max_examples=0", "test_size=0.2"]
+        )
+        splits = translation.load_data(config, str(folder))
+        seen = {s for columns in splits.train.batches() for s in columns[0]}
+        assert any(s in seen for s, _ in splits.test) == shared
+
+
 def test_translation_trains_on_tsv_shards_of_pairs(tmp_path):
     from lstm_recipes.data.dates import date_pairs
 

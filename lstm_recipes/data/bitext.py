@@ -68,7 +68,9 @@ def load_splits(
         names = tuple(_tfds_keys(config, data.removeprefix("tfds:")))
     if config.reverse:
         names, positions = names[::-1], positions[::-1]
-    fields = shards.Fields(names, positions, skip_blank=True)
+    # A streamed split hashes the source alone (names[0] after a reverse), as split_by asks.
+    key = (0,) if config.split_by == "source" else ()
+    fields = shards.Fields(names, positions, skip_blank=True, key=key)
     if shards.is_shards_spec(data):
         result = corpus.splits(data, test_data, fields, config, read_file, None, validation_data)
     elif is_tfds_spec(data):
@@ -82,7 +84,7 @@ def load_splits(
             read_file,
             None,
             validation_data or parts.get("validation"),
-            held_source=corpus.Source(shards.Fields(names, positions, skip_blank=True)),
+            held_source=corpus.Source(shards.Fields(names, positions, True, key)),
         )
         result.source = f"{data} ({' -> '.join(names)})"
     else:
