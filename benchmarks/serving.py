@@ -145,8 +145,10 @@ def translation(run_dir: Path, data: str | None, sentences: int, batch: int) -> 
     with reading.options_of(config):
         splits = module.load_data(config, data or info["data"], info.get("test_data"))
     sources = [pair[0] for pair in splits.test][:sentences]
+    from lstm_recipes.serve import load_saved
+
     path = export_lib.latest_version(run_dir / "export")
-    loaded = tf.saved_model.load(str(path))
+    loaded = load_saved(path)  # imports tensorflow_text first for a subword model
     beam = loaded.signatures["serving_default"]
     beam(text=tf.constant(sources[:batch]))  # trace and warm up
     with Timer() as t:
