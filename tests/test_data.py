@@ -106,7 +106,7 @@ def test_a_grouped_split_keeps_each_group_in_one_part_with_the_asked_sizes():
 
 
 def test_translation_carves_its_splits_by_source_sentence(tmp_path):
-    from recipes import translation
+    translation = recipe_lib.load_recipe("translation")
 
     path = tmp_path / "pairs.tsv"
     path.write_text("".join(f"Sentence {n % 50}.\tFrase {n}.\n" for n in range(400)))

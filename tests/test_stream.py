@@ -245,7 +245,8 @@ def test_sentiment_trains_and_exports_on_parquet_shards(tmp_path):
 
 def test_streamed_translation_pairs_are_split_by_source_sentence(tmp_path):
     from lstm_recipes import recipe as recipe_lib
-    from recipes import translation
+
+    translation = recipe_lib.load_recipe("translation")
 
     folder = tmp_path / "pairs"
     folder.mkdir()
