@@ -201,11 +201,22 @@ class AttentionDecoder(layers.Layer):
             states: ``[[h, c], ...]``.
             memory, keys, memory_mask: from the encoder (``keys = attention.keys(memory)``).
         """
-        x = self.embedding(ops.expand_dims(tokens, 1))
-        out, states = self.lstm.run(x, training=False, initial_states=states)
+        features, states = self.step_features(tokens, states, memory, keys, memory_mask)
+        return self.project(features), states
+
+    def step_features(self, tokens, states, memory, keys, memory_mask):
+        """(attentional vectors (batch, 1, units), new states): ``step`` before the
+        vocabulary projection, which a beam search skips for hypotheses that have ended."""
+        # The stack's own step, not a sequence of one: a step loop per layer and token costs
+        # as much as the LSTM's arithmetic at search batch sizes.
+        out, states = self.lstm.step(self.embedding(tokens), states)
+        out = ops.expand_dims(out, 1)
         context, _ = self.attention(out, memory, memory_mask, keys=keys)
-        logits = self.logits(self.combine(ops.concatenate([out, context], -1)))
-        return logits[:, 0], states
+        return self.combine(ops.concatenate([out, context], -1)), states
+
+    def project(self, features):
+        """(batch, V) logits of ``step_features``' attentional vectors."""
+        return self.logits(features)[:, 0]
 
     def compute_output_shape(self, input_shapes):
         return (*input_shapes[0], self.vocab_size)

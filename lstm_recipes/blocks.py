@@ -114,6 +114,29 @@ class StackedLSTM(layers.Layer):
             x = self.drop(out, training=training)
         return x, all_states
 
+    def step(self, inputs, states: list) -> tuple:
+        """(output of the last layer, [states of each layer]) for one step of inference:
+        what ``run`` gives for a sequence of one step, without a step loop per layer.
+
+        Args:
+            inputs: (batch, features), one step.
+            states: every layer's states, as ``run`` takes them in ``initial_states``.
+        """
+        if self.bidirectional:
+            raise ValueError("a bidirectional stack has no step; it reads whole sequences")
+        x = inputs
+        all_states = []
+        for i, rnn in enumerate(self.rnns):
+            given = cells.full_states(self.cell, states[i])
+            if isinstance(rnn, fused.LSTM):
+                out, new = rnn.step(x, given)
+            else:
+                out, new = rnn.cell(x, given, training=False)
+                new = list(new) if isinstance(new, (list, tuple)) else [new]
+            all_states.append(new)
+            x = out + x if self.adds_residual(i) else out
+        return x, all_states
+
     def adds_residual(self, i: int) -> bool:
         """Whether layer ``i``'s input is added to its output (``inspect`` retraces the stack)."""
         last = i == self.num_layers - 1

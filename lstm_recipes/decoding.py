@@ -107,6 +107,51 @@ def greedy(step_fn, state, constants, start_ids, end_id: int, max_length):
     return beam_search(step_fn, state, constants, start_ids, end_id, max_length, 1, 0.0)
 
 
+_BLOCK = 128
+
+
+def top_k(x, k: int):
+    """``tf.math.top_k(x, k)`` (values, indices; ties to the lower index), faster for a small
+    ``k`` over long rows: the ``k`` best blocks of ``_BLOCK`` by their maximum hold the ``k``
+    best values (a value outranked by its block's maximum is outranked ``k`` times if its block
+    is not among them), so the exact ranking runs on ``k * _BLOCK`` candidates per row.
+
+    Args:
+        x: (rows, n) float32.
+        k: how many, at most ``n``.
+    """
+    n = tf.shape(x)[1]
+
+    def blocked():
+        rows = tf.shape(x)[0]
+        padded = tf.pad(x, [[0, 0], [0, -n % _BLOCK]], constant_values=x.dtype.min)
+        blocks = tf.reshape(padded, [rows, -1, _BLOCK])
+        _, chosen = tf.math.top_k(tf.reduce_max(blocks, -1), k)
+        # In block order, so that equal values keep top_k's lower-index-first order.
+        chosen = tf.sort(chosen, -1)
+        candidates = tf.reshape(tf.gather(blocks, chosen, batch_dims=1), [rows, k * _BLOCK])
+        values, at = tf.math.top_k(candidates, k)
+        return values, tf.gather(chosen, at // _BLOCK, batch_dims=1) * _BLOCK + at % _BLOCK
+
+    return tf.cond(n >= 8 * k * _BLOCK, blocked, lambda: tuple(tf.math.top_k(x, k)))
+
+
+def _log_probs(outputs, finished, end_id: int, project):
+    # (N, V) log-probabilities of the next token; a finished hypothesis (N,) may only continue
+    # with end_id, at no cost. With ``project``, outputs are features and only the hypotheses
+    # that have not ended are projected (the vocabulary layer is most of a step's work).
+    if project is None:
+        log_probs = tf.nn.log_softmax(tf.cast(outputs, tf.float32))
+        only_end = tf.where(tf.one_hot(end_id, tf.shape(log_probs)[-1]) > 0, 0.0, _NEG)
+        return tf.where(finished[:, tf.newaxis], only_end, log_probs)
+    alive = tf.where(~finished)
+    log_probs = tf.nn.log_softmax(tf.cast(project(tf.gather_nd(outputs, alive)), tf.float32))
+    vocab = tf.shape(log_probs)[-1]
+    only_end = tf.where(tf.one_hot(end_id, vocab) > 0, 0.0, _NEG)
+    base = tf.tile(only_end[tf.newaxis], [tf.shape(finished)[0], 1])
+    return tf.tensor_scatter_nd_update(base, alive, log_probs)
+
+
 def beam_search(
     step_fn,
     state,
@@ -116,17 +161,24 @@ def beam_search(
     max_length,
     beam_width: int = 4,
     length_penalty: float = 0.6,
+    project=None,
 ):
     """Beam search with the GNMT length penalty, as one graph loop.
 
     Every row keeps ``beam_width`` hypotheses; a finished hypothesis keeps its score and only
     extends with ``end_id``. The loop stops when all are finished or after ``max_length`` steps;
     the hypothesis with the best ``log_prob / ((5 + length) / 6) ** length_penalty`` wins. With
-    ``beam_width=1`` this is exactly greedy decoding.
+    ``beam_width=1`` this is exactly greedy decoding (an argmax per step, no scores kept).
+
+    What makes it fast, without changing a result: the first step runs once per row (all of a
+    row's beams are the same hypothesis then) and is tiled after; a row whose hypotheses have
+    all ended leaves the loop's batch (its results are set aside), so the step function runs
+    only on rows still searching.
 
     Args:
         step_fn: ``(tokens[N], state, constants) -> (logits[N, V], state)``; it is called with
-            ``N = batch * beam_width`` rows (each row's beams adjacent).
+            ``N = rows * beam_width`` rows (each row's beams adjacent), or ``rows`` on the
+            first step.
         state: the decoder's initial state for ``batch`` rows (a nest, batch first).
         constants: tensors read by the step, for ``batch`` rows; tiled once to the beams.
         start_ids: (batch,) int32 first tokens.
@@ -134,11 +186,14 @@ def beam_search(
         max_length: scalar int32, most tokens generated.
         beam_width: hypotheses kept per row.
         length_penalty: alpha of the GNMT penalty (0: plain log-probability).
+        project: features -> logits, when ``step_fn`` gives features (batch first) instead of
+            logits; then only the hypotheses that have not ended are projected.
 
     Returns:
         (batch, steps) int32 tokens of the best hypothesis; finished rows repeat ``end_id``.
     """
     k = beam_width
+    project_all = (lambda x: x) if project is None else project
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
     batch = tf.shape(start_ids)[0]
     max_length = tf.maximum(tf.convert_to_tensor(max_length, tf.int32), 1)
@@ -146,36 +201,108 @@ def beam_search(
     def tile(x):
         return tf.repeat(x, k, axis=0)
 
+    def choose(scores, outputs, finished):
+        # (scores, parents, new tokens) for the rows' hypotheses after one more token.
+        rows = tf.shape(scores)[0]
+        if k == 1:
+            # log_softmax shifts a row by a constant: the argmax is the same, the score unused.
+            new = tf.argmax(project_all(outputs), -1, output_type=tf.int32)[:, tf.newaxis]
+            new = tf.where(finished, end_id, new)
+            return scores, tf.zeros_like(new), new
+        log_probs = _log_probs(outputs, tf.reshape(finished, [-1]), end_id, project)
+        vocab = tf.shape(log_probs)[-1]
+        total = tf.reshape(
+            tf.reshape(log_probs, [rows, -1, vocab]) + scores[..., tf.newaxis], [rows, -1]
+        )
+        scores, best = top_k(total, k)
+        return scores, best // vocab, best % vocab
+
+    # The first step runs once per row: all of a row's beams hold the same hypothesis. Beam 0
+    # is the live one (the others start at -1e9, kept so that a beam wider than the vocabulary
+    # fills up as before); the choice over the tiled logits is cheap next to the step.
+    logits, state = step_fn(start_ids, state, constants)
+    scores = tf.tile(tf.constant([[0.0] + [_NEG] * (k - 1)]), [batch, 1])
+    scores, _, new = choose(scores, tile(logits), tf.zeros([batch, k], tf.bool))
     state = tf.nest.map_structure(tile, state)
     constants = tf.nest.map_structure(tile, constants)
-    tokens = tile(start_ids)
-    scores = tf.tile(tf.constant([[0.0] + [_NEG] * (k - 1)]), [batch, 1])
-    finished = tf.zeros([batch, k], tf.bool)
-    lengths = tf.zeros([batch, k], tf.int32)
-    seqs = tf.zeros([batch, k, max_length], tf.int32)
+    finished = tf.equal(new, end_id)
+    lengths = tf.ones([batch, k], tf.int32)
+    # Unwritten steps read as end_id: what a finished hypothesis writes at every later step.
+    seqs = _write(tf.fill([batch, k, max_length], end_id), 0, new)
+    rows = tf.range(batch)
+    results = (tf.zeros([batch, k]), tf.zeros([batch, k], tf.int32), seqs)
 
-    def body(i, tokens, state, scores, finished, lengths, seqs):
+    def set_aside(results, rows, leaving, scores, lengths, seqs):
+        # Results of the leaving rows, by their place in the batch.
+        where = tf.boolean_mask(rows, leaving)[:, tf.newaxis]
+        return tuple(
+            tf.tensor_scatter_nd_update(r, where, tf.boolean_mask(x, leaving))
+            for r, x in zip(results, (scores, lengths, seqs))
+        )
+
+    def body(i, rows, tokens, state, constants, scores, finished, lengths, seqs, results):
+        done = tf.reduce_all(finished, -1)
+
+        def leave():
+            kept = tf.reshape(tile(~done), [-1])
+            keep_beams = lambda x: tf.boolean_mask(x, kept)  # noqa: E731
+            keep_rows = lambda x: tf.boolean_mask(x, ~done)  # noqa: E731
+            return (
+                set_aside(results, rows, done, scores, lengths, seqs),
+                keep_rows(rows),
+                keep_beams(tokens),
+                tf.nest.map_structure(keep_beams, state),
+                tf.nest.map_structure(keep_beams, constants),
+                *(keep_rows(x) for x in (scores, finished, lengths, seqs)),
+            )
+
+        def stay():
+            kept = (rows, tokens, state, constants, scores, finished, lengths, seqs)
+            return (results, *tf.nest.map_structure(tf.identity, kept))
+
+        results, rows, tokens, state, constants, scores, finished, lengths, seqs = tf.cond(
+            tf.reduce_any(done), leave, stay
+        )
         logits, state = step_fn(tokens, state, constants)
-        vocab = tf.shape(logits)[-1]
-        log_probs = tf.reshape(tf.nn.log_softmax(tf.cast(logits, tf.float32)), [batch, k, vocab])
-        # A finished hypothesis may only continue with end_id, at no cost.
-        only_end = tf.where(tf.one_hot(end_id, vocab) > 0, 0.0, _NEG)
-        log_probs = tf.where(finished[..., tf.newaxis], only_end, log_probs)
-        total = tf.reshape(scores[..., tf.newaxis] + log_probs, [batch, k * vocab])
-        scores, best = tf.math.top_k(total, k)
-        parents, new = best // vocab, best % vocab
-        state = tf.nest.map_structure(lambda s: _gather_beams(s, parents, batch, k), state)
-        was_finished = tf.gather(finished, parents, batch_dims=1)
-        lengths = tf.gather(lengths, parents, batch_dims=1) + tf.cast(~was_finished, tf.int32)
-        finished = was_finished | tf.equal(new, end_id)
-        seqs = _write(tf.gather(seqs, parents, batch_dims=1), i, new)
-        return i + 1, tf.reshape(new, [-1]), state, scores, finished, lengths, seqs
+        scores, parents, new = choose(scores, logits, finished)
+        n = tf.shape(rows)[0]
+        if k > 1:
+            state = tf.nest.map_structure(lambda s: _gather_beams(s, parents, n, k), state)
+            finished = tf.gather(finished, parents, batch_dims=1)
+            lengths = tf.gather(lengths, parents, batch_dims=1)
+            seqs = tf.gather(seqs, parents, batch_dims=1)
+        lengths = lengths + tf.cast(~finished, tf.int32)
+        finished = finished | tf.equal(new, end_id)
+        seqs = _write(seqs, i, new)
+        return (
+            i + 1, rows, tf.reshape(new, [-1]), state, constants, scores, finished, lengths, seqs,
+            results,
+        )  # fmt: skip
 
-    steps, _, _, scores, finished, lengths, seqs = tf.while_loop(
-        lambda i, _t, _s, _sc, finished, *_: (i < max_length) & ~tf.reduce_all(finished),
-        body,
-        (tf.constant(0), tokens, state, scores, finished, lengths, seqs),
+    loop = (tf.constant(1), rows, tf.reshape(new, [-1]), state, constants, scores, finished)
+    loop = (*loop, lengths, seqs, results)
+
+    def flexible(x):
+        # Rows leave the loop: every per-row tensor's first dimension varies between steps.
+        return tf.TensorShape([None, *x.shape[1:]])
+
+    invariants = tf.nest.map_structure(lambda x: x.shape, loop)
+    invariants = (
+        invariants[0],
+        *tf.nest.map_structure(flexible, loop[1:9]),
+        invariants[9],
     )
+    steps, rows, _, _, _, scores, _, lengths, seqs, results = tf.while_loop(
+        lambda i, _r, _t, _s, _c, _sc, finished, *_: (i < max_length) & ~tf.reduce_all(finished),
+        body,
+        loop,
+        shape_invariants=invariants,
+    )
+    scores, lengths, seqs = set_aside(
+        results, rows, tf.ones_like(rows, tf.bool), scores, lengths, seqs
+    )
+    if k == 1:
+        return seqs[:, 0, :steps]
     penalty = tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, length_penalty)
     best = tf.argmax(scores / penalty, axis=-1, output_type=tf.int32)
     return tf.gather(seqs, best, batch_dims=1)[:, :steps]
@@ -207,7 +334,8 @@ def search_attention_decoder(
     Returns (batch, steps) output ids, each row ending in ``end_id`` repeats.
 
     Args:
-        decoder: the ``AttentionDecoder`` (its ``step`` and ``attention.keys`` are used).
+        decoder: the ``AttentionDecoder`` (its ``step_features``, ``project`` and
+            ``attention.keys`` are used).
         states: the decoder's start states (``decoder.start_states(h, c)``).
         memory: (batch, positions, width) what the decoder attends to.
         memory_mask: (batch, positions) True on real positions.
@@ -219,14 +347,20 @@ def search_attention_decoder(
     keys = decoder.attention.keys(memory)
 
     def step(tokens, states, constants):
-        return decoder.step(tokens, states, *constants)
+        return decoder.step_features(tokens, states, *constants)
 
     start = tf.fill([tf.shape(memory)[0]], start_id)
     constants = (memory, keys, memory_mask)
-    if beam_width <= 1:
-        return greedy(step, states, constants, start, end_id, max_length)
     return beam_search(
-        step, states, constants, start, end_id, max_length, beam_width, length_penalty
+        step,
+        states,
+        constants,
+        start,
+        end_id,
+        max_length,
+        max(beam_width, 1),
+        length_penalty,
+        project=decoder.project,
     )
 
 

@@ -143,6 +143,35 @@ def lstm_sequence(
     return run(x, h0, c0, kernel, recurrent_kernel, bias)
 
 
+def lstm_step(
+    x: tf.Tensor,
+    h: tf.Tensor,
+    c: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One step of ``lstm_sequence``, with its ops in its order: a search loop feeding one
+    token at a time gets the very numbers a whole sequence would, without a loop of one step.
+
+    Args:
+        x: inputs ``[batch, features]``.
+        h: output ``[batch, units]``.
+        c: cell state ``[batch, units]``.
+        kernel, recurrent_kernel, bias: as in ``lstm_sequence``.
+
+    Returns:
+        ``(h, c)`` after the step.
+    """
+    units = int(recurrent_kernel.shape[0])
+    scale = _gate_scale(units, x.dtype)
+    zx = tf.matmul(x, kernel * scale) + bias * scale
+    a = tf.sigmoid(zx + tf.matmul(h, recurrent_kernel * scale))
+    i, f, g2, o = tf.split(a, 4, axis=1)
+    c = f * c + i * (2.0 * g2 - 1.0)
+    return o * tf.tanh(c), c
+
+
 def _stack(array: tf.TensorArray, steps, batch, width: int, h0):
     # A TensorArray of no steps cannot stack with an unknown batch size; tf.distribute feeds
     # such an empty batch to a worker whose shards ran out before the others'.
@@ -306,6 +335,25 @@ class LSTM(compat.LSTMLoopHook):
         # The fused loop has cuDNN's conditions (fastpath.cudnn_blockers), and takes only
         # use_cudnn="auto": True asks for cuDNN or Keras's error without a GPU.
         return self.use_cudnn == "auto" and not fastpath.cudnn_blockers(self) and use_fused()
+
+    def step(self, inputs, states: list) -> tuple[tf.Tensor, list]:
+        """``(output, [h, c])`` of one inference step from ``states``, with the numbers a
+        whole sequence through this layer gives (for search loops, a token at a time).
+
+        Args:
+            inputs: ``[batch, features]``.
+            states: ``[h, c]``.
+        """
+        if not self.own_loop_applies():
+            out, new = self.cell(inputs, list(states), training=False)
+            return out, list(new)
+        dtype = inputs.dtype
+        weights = [
+            tf.cast(tf.convert_to_tensor(w), dtype)
+            for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)
+        ]
+        h, c = lstm_step(inputs, tf.cast(states[0], dtype), tf.cast(states[1], dtype), *weights)
+        return h, [h, c]
 
     def own_loop(self, sequences, initial_state, mask, training=False):
         if training and self.dropout:

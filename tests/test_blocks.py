@@ -111,3 +111,32 @@ def test_token_dropout_never_touches_padding_and_is_off_at_inference():
     replaced = (dropped[:, :4] == 1).mean()
     assert 0.4 < replaced < 0.6
     assert (np.asarray(layer(ids, training=False)) == ids).all()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn", "nig", "fgr"])
+def test_stack_step_equals_a_one_step_sequence(cell):
+    # A search feeds a token at a time through StackedLSTM.step: it must give what the layers
+    # give a one-step sequence (the fused LSTM's step its very numbers).
+    from lstm_recipes import cells
+
+    stack = blocks.StackedLSTM(6, 2, bidirectional=False, cell=cell, residual=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 1, 6)).astype("float32")
+    stack.build(x.shape)
+    n = cells.num_states(cell)
+    states = [[rng.normal(size=(4, 6)).astype("float32") for _ in range(n)] for _ in range(2)]
+    want, want_states = stack.run(x, initial_states=states)
+    got, got_states = stack.step(x[:, 0], states)
+    tolerance = 0 if cell == "lstm" else 1e-6
+    np.testing.assert_allclose(got, want[:, 0], atol=tolerance)
+    for layer_got, layer_want in zip(got_states, want_states):
+        assert len(layer_got) == len(layer_want) == n
+        for a, b in zip(layer_got, layer_want):
+            np.testing.assert_allclose(a, b, atol=tolerance)
+
+
+def test_a_bidirectional_stack_has_no_step():
+    stack = blocks.StackedLSTM(4, 1, bidirectional=True)
+    stack.build((2, 1, 3))
+    with pytest.raises(ValueError, match="bidirectional stack has no step"):
+        stack.step(np.zeros((2, 3), "float32"), [[np.zeros((2, 4), "float32")] * 2])

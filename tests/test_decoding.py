@@ -140,3 +140,82 @@ def test_decode_all_times_only_the_batches_after_the_first_which_traces():
     one: dict = {}
     seq2seq.decode_all(echo, items[:10], 1, batch=64, timing=one)
     assert one["items"] == 10, "a single batch is all there is to time"
+
+
+# ----------------------------------------------------------------------------- issue #22's search
+
+
+def previous_search():
+    """The search before issue #22 (benchmarks/decoding_reference.py): every beam of every row
+    on every step. The faster search must give its very tokens."""
+    import importlib.util
+
+    from conftest import REPO
+
+    path = REPO / "benchmarks" / "decoding_reference.py"
+    spec = importlib.util.spec_from_file_location("decoding_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_blocked_top_k_equals_top_k_with_ties_and_masked_values():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        rows, n = int(rng.integers(1, 5)), int(rng.integers(1, 12_000))
+        k = min(int(rng.integers(1, 6)), n)
+        x = rng.normal(size=(rows, n)).astype("float32")
+        if trial % 3 == 0:  # many equal values, across blocks
+            x = np.round(x * 2) / 2
+        if trial % 4 == 0:  # what a finished hypothesis contributes: -1e9 almost everywhere
+            x[:, rng.integers(0, n, n // 2)] = -1e9
+        want = tf.math.top_k(x, k)
+        got = decoding.top_k(tf.constant(x), k)
+        np.testing.assert_array_equal(got[0].numpy(), want.values.numpy(), f"trial {trial}")
+        np.testing.assert_array_equal(got[1].numpy(), want.indices.numpy(), f"trial {trial}")
+
+
+def _wide_step(seed: int, vocab: int, width: int = 16):
+    # A step over a vocabulary long enough for the blocked top-k, with features and a
+    # separate projection (what the attention decoder gives the search).
+    rng = np.random.default_rng(seed)
+    emb = tf.constant(rng.normal(size=(vocab, width)).astype("float32"))
+    rec = tf.constant(rng.normal(size=(width, width)).astype("float32") * 0.5)
+    out = tf.constant(rng.normal(size=(width, vocab)).astype("float32") * 3)
+    end_bias = np.zeros(vocab, "float32")
+    # Rows end after a few steps, at different steps (the best of 9,000 logits is far higher).
+    end_bias[END] = 2.0 if vocab < 100 else 28.0
+
+    def features(tokens, state, constants):
+        h = tf.tanh(tf.gather(emb, tokens) + state @ rec + constants)
+        return h, h
+
+    def project(h):
+        return h @ out + end_bias
+
+    def step(tokens, state, constants):
+        h, state = features(tokens, state, constants)
+        return project(h), state
+
+    return step, features, project
+
+
+def test_search_gives_the_previous_search_tokens_for_every_width():
+    reference = previous_search()
+    rng = np.random.default_rng(3)
+    for seed, vocab in ((0, 5), (1, 40), (2, 9000)):
+        step, features, project = _wide_step(seed, vocab)
+        batch = 11
+        h0 = tf.constant(rng.normal(size=(batch, 16)).astype("float32"))
+        const = tf.constant(rng.normal(size=(batch, 16)).astype("float32"))
+        start = tf.fill([batch], 1)
+        for width in (1, 2, 4, 7):
+            args = (h0, const, start, END, 12)
+            want = reference._beam_search(step, *args, width, 0.6).numpy()
+            got = decoding.beam_search(step, *args, width, 0.6).numpy()
+            np.testing.assert_array_equal(got, want, f"vocab {vocab}, width {width}")
+            projected = decoding.beam_search(features, *args, width, 0.6, project=project)
+            np.testing.assert_array_equal(projected.numpy(), want, f"vocab {vocab}, {width}")
+            # Rows ended at different steps: the set-aside rows were exercised.
+            lengths = decoding.until_end(tf.constant(want), END).numpy().sum(-1)
+            assert len(set(lengths.tolist())) > 1, (vocab, width, lengths)

@@ -387,3 +387,19 @@ def test_cli_reports_bad_pairs_files_without_a_traceback(tmp_path):
 def test_served_translation_edge_inputs(number_run):
     results = run_edge_inputs(number_run / "export" / "1")
     assert {r["signature"] for r in results} == {"serving_default", "greedy"}
+
+
+def test_faster_search_gives_the_previous_search_strings(number_run):
+    from test_decoding import previous_search
+
+    from lstm_recipes.run import Run
+
+    reference = previous_search().reference_search
+    run = Run.reopen(number_run)
+    search = translation.translator(run.config, run.model, run.prep)
+    sentences = [s for s, _ in number_pairs(200, seed=11)] + ["", "nine " * 60]
+    ids = search.prepare(tf.constant(sentences))
+    for width in (1, run.config.beam_width):
+        want = search.text(reference(search, ids, width)).numpy().tolist()
+        assert search.decode(ids, width).numpy().tolist() == want, f"beam width {width}"
+    assert len(set(want)) > 10, "the trained model tells the sentences apart"
