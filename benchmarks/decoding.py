@@ -46,6 +46,34 @@ def _rate(fn, sources: list[str], batch: int) -> tuple[float, list[str]]:
     return t.seconds, out
 
 
+def _projection(model, search, sources: list[str], batch: int) -> None:
+    # The vocabulary layer alone, on greedy's row-steps (a row runs until it ends; then it
+    # leaves): a floor under greedy's time that no loop can lower.
+    import numpy as np
+    import tensorflow as tf
+
+    from lstm_recipes import decoding
+    from lstm_recipes.seq2seq import END
+
+    row_steps = 0
+    for i in range(0, len(sources), batch):
+        out = search.search(search.prepare(tf.constant(sources[i : i + batch])), 1).numpy()
+        ended = decoding.until_end(out, END).numpy().sum(-1) + 1
+        row_steps += int(np.minimum(ended, out.shape[1]).sum())
+    layer = model.get_layer("decoder").logits
+    units, vocab = layer.kernel.shape
+    x = tf.random.normal([batch, 1, units])
+    fn = tf.function(lambda: layer(x))
+    fn()
+    with Timer() as t:
+        for _ in range(20):
+            fn()
+    per_row = t.seconds / 20 / batch
+    say(f"the vocabulary layer ({units} x {vocab:,}) alone: {per_row * batch * 1e3:.1f} ms "
+        f"per step of {batch} rows ({2 * units * vocab / per_row / 1e9:.0f} GFLOP/s); greedy "
+        f"ran {row_steps:,} row-steps: {row_steps * per_row:.2f} s of that layer alone")  # fmt: skip
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="a trained translation run directory")
@@ -111,6 +139,7 @@ def measure(run_dir: Path, data: str | None, sentences: int, batch: int, root: P
         say(f"| previous search (in process), {name} | {ref_seconds:.2f} | "
             f"{len(sources) / ref_seconds:,.0f} |")  # fmt: skip
         seconds[f"ref_{name}"] = ref_seconds
+    _projection(model, search, sources, batch)
     n = len(sources)
     for name in ("greedy", "beam"):
         say(f"{name}: {same[name]:,} of {n:,} strings equal the previous search's; "

@@ -94,6 +94,16 @@ def test_serving_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_decoding_quick_matches_the_previous_search_string_for_string(tmp_path):
+    # The script exits 1 when a string differs from the previous search's.
+    out = bench("decoding.py", "--quick", tmp_path=tmp_path)
+    for name in ("greedy", "beam"):
+        found = re.search(rf"{name}: ([\d,]+) of ([\d,]+) strings equal", out)
+        assert found and found.group(1) == found.group(2), out
+    assert re.search(r"\| export, beam \| [\d.]+ \| [\d,]+ \|", out), out
+
+
+@pytest.mark.slow
 def test_peak_memory_quick(tmp_path):
     out = bench("peak_memory.py", "--quick", "sentiment", tmp_path=tmp_path)
     assert re.search(r"\| sentiment \| .* \| [\d,]+ MiB \| \d+ s \| 0 \|", out)
