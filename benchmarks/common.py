@@ -58,3 +58,40 @@ def need(path: Path, quick: bool) -> bool:
         say(f"note: {path} not found; --quick uses generated data instead")
         return False
     sys.exit(f"expected the real data at {path} (see ../shared/data/README.md); not found")
+
+
+class SlotWorker:
+    """A contender in its own process, serving timed slots: ``run(n)`` writes ``n`` on its
+    stdin and returns the JSON line it prints. The process is ``python SCRIPT ARGS...``; its
+    side reads one integer per line and answers one JSON line per request."""
+
+    def __init__(self, script: str, args: list[str], env: dict | None = None):
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, script, *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+
+    def run(self, n: int) -> dict:
+        import json
+
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"a benchmark worker died (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def best_torch_threads(measure, choices=(1, 2)) -> tuple[int, dict]:
+    """(the thread count with the highest rate, every count's rate): ``measure(threads)``
+    returns a rate. PyTorch's OpenMP threads wait at a barrier after every op, so on a busy
+    or small machine fewer threads can be faster; each contender races at its best."""
+    rates = {n: measure(n) for n in choices if n <= (os.cpu_count() or 1)}
+    return max(rates, key=rates.get), rates

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import shutil
 import sys
@@ -38,7 +37,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import SHARED_DATA, Timer, machine, need, say
+from common import SHARED_DATA, SlotWorker, Timer, best_torch_threads, machine, need, say
 
 REFERENCE_LENGTH = 200
 REFERENCE_BATCH = 32
@@ -131,6 +130,8 @@ def torch_worker(arrays: str, batches: int, threads: int) -> None:
     x, y, units, layers, embedding = (data[k] for k in ("x", "y", "units", "layers", "embedding"))
     torch.manual_seed(0)
     torch.set_num_threads(threads)
+    # Eager training has no independent ops to run side by side.
+    torch.set_num_interop_threads(1)
 
     class Net(nn.Module):
         def __init__(self):
@@ -148,8 +149,11 @@ def torch_worker(arrays: str, batches: int, threads: int) -> None:
     net, loss_fn = Net(), nn.BCEWithLogitsLoss()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     order = np.random.default_rng(0).permutation(len(x))
+    warmup = 3  # untimed: the allocator and oneDNN's kernels settle on the first batches
     tokens, start = 0, time.perf_counter()
-    for b in range(batches):
+    for b in range(warmup + batches):
+        if b == warmup:
+            tokens, start = 0, time.perf_counter()
         rows = order[(b * REFERENCE_BATCH) % len(x) :][:REFERENCE_BATCH]
         xb, yb = torch.from_numpy(x[rows]).long(), torch.from_numpy(y[rows])
         optimizer.zero_grad()
@@ -172,31 +176,10 @@ def torch_slot(arrays, batches: int, threads: int) -> tuple[str, int, float]:
     return out[1], int(out[3]), float(out[4])
 
 
-class Worker:
+def start_contender(kind: str, state: Path) -> SlotWorker:
     """A contender in its own process, training one epoch per request."""
-
-    def __init__(self, kind: str, state: Path):
-        import subprocess
-
-        env = dict(os.environ)
-        if kind == "recipe-keras-loop":
-            env["LSTM_RECIPES_FUSED"] = "0"
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", kind, "--state", str(state)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
-
-    def epoch(self, epoch: int) -> dict:
-        self.proc.stdin.write(f"{epoch}\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            sys.exit(f"a benchmark worker died (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
+    env = {"LSTM_RECIPES_FUSED": "0"} if kind == "recipe-keras-loop" else {}
+    return SlotWorker(__file__, ["--worker", kind, "--state", str(state)], env)
 
 
 def worker(kind: str, state: Path) -> None:
@@ -252,7 +235,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test-examples", type=int, default=0, help="test reviews (0: all)")
     parser.add_argument("--keras-loop", action="store_true",
                         help="also time the recipe on Keras's own CPU LSTM loop")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch threads")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="PyTorch threads (0: the faster of 1 and 2, probed first)")  # fmt: skip
     parser.add_argument("--torch-worker", help=argparse.SUPPRESS)
     parser.add_argument(
         "--worker", choices=["recipe", "recipe-keras-loop", "reference"], help=argparse.SUPPRESS
@@ -291,15 +275,22 @@ def main(argv=None) -> int:
         arrays = state / "torch.npz"
         np.savez(arrays, x=x_train, y=y_train, units=config.units, layers=config.layers,
                  embedding=config.embedding_dim)  # fmt: skip
+    if arrays and not args.threads:
+        probe = 10 if args.quick else 40
+        args.threads, rates = best_torch_threads(
+            lambda n: (lambda r: r[1] / r[2])(torch_slot(arrays, probe, n))
+        )
+        say("PyTorch threads probed (" + ", ".join(f"{n}: {r:,.0f} real tokens/s" for n, r in
+            rates.items()) + f"); racing with {args.threads}")  # fmt: skip
     names = ["reference", "recipe"] + (["recipe-keras-loop"] if args.keras_loop else [])
-    contenders = {name: Worker(name, state) for name in names}
+    contenders = {name: start_contender(name, state) for name in names}
     tokens = {name: rec_tokens if name.startswith("recipe") else ref_tokens for name in names}
 
     rows = []  # (contender, epoch, seconds, real tokens/s, test accuracy)
     torch_tokens, torch_seconds, torch_version = 0, 0.0, ""
     for epoch in range(args.epochs):
         for name, contender in contenders.items():
-            result = contender.epoch(epoch)
+            result = contender.run(epoch)
             rate = tokens[name] / result["seconds"]
             rows.append((name, epoch + 1, result["seconds"], rate, result["accuracy"]))
             say(f"epoch {epoch + 1} {name}: {result['seconds']:.1f} s, {rate:,.0f} real tokens/s, "
@@ -334,7 +325,7 @@ def main(argv=None) -> int:
     if arrays:
         torch_rate = torch_tokens / torch_seconds
         say(f"| PyTorch {torch_version} (reference model and batches, "
-            f"{args.torch_batches * args.epochs} batches) | {torch_rate:,.0f} | - "
+            f"{args.torch_batches * args.epochs} batches, {args.threads} threads) | {torch_rate:,.0f} | - "
             f"| {torch_rate / ref_rate:.2f} |")  # fmt: skip
         say(f"recipe / PyTorch: {rec_rate / torch_rate:.2f}x")
     shutil.rmtree(state, ignore_errors=True)

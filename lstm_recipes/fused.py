@@ -320,6 +320,10 @@ class LSTM(compat.LSTMLoopHook):
     """
 
     def __init__(self, units, parallel_loops: int = 1, **kwargs):
+        if "dtype" not in kwargs and keras.mixed_precision.dtype_policy().name != "float32":
+            # Under a mixed policy the recurrence stays float32: its state accumulates rounding
+            # over every step (lstm_recipes.precision).
+            kwargs["dtype"] = "float32"
         super().__init__(units, **kwargs)
         self.parallel_loops = int(parallel_loops)
 

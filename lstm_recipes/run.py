@@ -21,7 +21,7 @@ from pathlib import Path
 
 import keras
 
-from lstm_recipes import card, distribute, plots, rundir, training
+from lstm_recipes import card, distribute, plots, precision, rundir, training
 from lstm_recipes import export as export_lib
 from lstm_recipes import recipe as recipe_lib
 from lstm_recipes.data import Splits, reading
@@ -101,6 +101,7 @@ class Run:
                 )
             overrides = (*overrides, f"strategy={strategy}")
         config = recipe_lib.resolve_config(module, preset, overrides)
+        precision.check(getattr(config, "precision", "float32"))
         strategy = getattr(config, "strategy", "default")
         if cpu_devices > 1 and strategy != "mirrored":
             raise UserError(

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_recipes import compat, distribute, fastpath
+from lstm_recipes import compat, distribute, fastpath, precision
 from lstm_recipes.checkpoints import BEST, BestCheckpoint, ExactBackup, backup_epoch, trim_history
 from lstm_recipes.errors import UserError
 from lstm_recipes.rundir import read_json, write_json
@@ -169,8 +169,11 @@ def fit(
     """
     distribute.check_same_on_every_worker(strategy, prep, "preprocessing")
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope, precision.training_policy(getattr(config, "precision", "float32")):
         model = module.build_model(config, prep)
+    if getattr(config, "precision", "float32") != "float32":
+        print(f"precision {config.precision}: layers compute {precision.describe(model)}")
     fastpath.check_model(model)
     train = module.batches(config, prep, splits.train, training=True)
     validation = module.batches(config, prep, splits.validation, training=False)

@@ -50,6 +50,7 @@ from lstm_recipes.data.chars import CharCodec, window_batches
 from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
+from lstm_recipes.precision import Precision
 
 TOPOLOGY = "generation"
 DATA_FORMS = {
@@ -104,6 +105,7 @@ class Config:
     top_k: int = 0  # sample among the k likeliest characters (0: all)
     seed: int = 42  # seeds shuffling, initial weights and the sample
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    precision: Precision = "float32"  # mixed_bfloat16: on CPUs with bf16 instructions
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing

@@ -44,6 +44,7 @@ from lstm_recipes.data.stream import Stream
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
+from lstm_recipes.precision import Precision
 
 TOPOLOGY = "many-to-many (aligned)"
 DATA_FORMS = {
@@ -63,8 +64,7 @@ SIGNATURES = {
     "probabilities: float32[None, None, C]} (rows of NaN pad)",
     "step": "frame: float32[B, F], states -> {labels, probabilities, states} (bidirectional=false)",
 }
-# Per-frame accuracy is what evaluation reports: keep the checkpoint that is best at it.
-MONITOR = "val_masked_accuracy"
+MONITOR = "val_masked_accuracy"  # what evaluation reports: the checkpoint best at it is kept
 MAIN_METRIC = "accuracy"  # the test metric `ablate` compares
 # `lstm-recipes tune --space default`.
 TUNE_SPACE = ("learning_rate=5e-4..5e-3:log", "units=32,64,128,256", "layers=1,2,3", "dropout=0.1..0.5")  # fmt: skip
@@ -99,6 +99,7 @@ class Config:
     test_size: float = 0.2  # groups held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    precision: Precision = "float32"  # mixed_bfloat16: on CPUs with bf16 instructions
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
@@ -188,11 +189,10 @@ def load_data(
             f"expected sequences in train, validation and test, found {result.sizes()} in "
             f"{specs} (frames are split by group: give more sequences or --test-data)"
         )
-    # Validation labels are trained against, so they must be known; unseen test labels are
-    # scored as errors by evaluate.
-    check_labels_seen(
-        result, lambda r: set(r.labels.tolist()), specs, names=("validation",), seen=seen
-    )
+    # Validation labels are trained against, so they must be known (unseen test labels count
+    # as errors in evaluate).
+    labels = lambda r: set(r.labels.tolist())  # noqa: E731
+    check_labels_seen(result, labels, specs, names=("validation",), seen=seen)
     return result
 
 

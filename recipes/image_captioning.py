@@ -49,6 +49,7 @@ from lstm_recipes.data import Splits, captioned_images, reading, subword
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.scenes import scene
 from lstm_recipes.export import Serving, binary_sample
+from lstm_recipes.precision import Precision
 
 TOPOLOGY = "one-to-many"
 DATA_FORMS = {
@@ -111,6 +112,7 @@ class Config:
     attention_plots: int = 3  # test images drawn with their attention per word
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    precision: Precision = "float32"  # mixed_bfloat16: on CPUs with bf16 instructions
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing

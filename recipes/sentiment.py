@@ -53,6 +53,7 @@ from lstm_recipes.data import tfds as tfds_lib
 from lstm_recipes.data.tfds import is_tfds_spec
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
+from lstm_recipes.precision import Precision
 
 TOPOLOGY = "many-to-one"
 DATA_FORMS = {
@@ -103,6 +104,7 @@ class Config:
     test_size: float = 0.1  # held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    precision: Precision = "float32"  # mixed_bfloat16: on CPUs with bf16 instructions
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing

@@ -57,6 +57,7 @@ from lstm_recipes.data import Splits, bitext, reading, stream, subword, vectors
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
+from lstm_recipes.precision import Precision
 
 TOPOLOGY = "many-to-many (encoder-decoder)"
 DATA_FORMS = {
@@ -121,6 +122,7 @@ class Config:
     attention_plots: int = 4  # test sentences drawn as attention heatmaps
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
+    precision: Precision = "float32"  # mixed_bfloat16: on CPUs with bf16 instructions
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing

@@ -130,3 +130,14 @@ def test_vectors_load_finds_the_half_of_the_vocabulary_the_file_holds(tmp_path):
                 tmp_path=tmp_path)  # fmt: skip
     loaded = re.search(r"loaded ([\d,]+) of ([\d,]+) vocabulary words \(dimension (\d+)\)", out)
     assert loaded and loaded.groups() == ("100", "200", "8"), out
+
+
+@pytest.mark.slow
+def test_charrnn_race_quick_reports_both_contenders_and_their_ratio(tmp_path):
+    pytest.importorskip("torch")
+    out = bench("charrnn_race.py", "--quick", tmp_path=tmp_path)
+    rates = dict(re.findall(r"\| (PyTorch|recipe)\b[^|]*\| ([\d,]+) \|", out))
+    assert set(rates) == {"PyTorch", "recipe"}, out
+    torch_rate, recipe_rate = (float(rates[k].replace(",", "")) for k in ("PyTorch", "recipe"))
+    ratio = float(re.search(r"recipe / PyTorch: ([\d.]+)x", out).group(1))
+    assert ratio == pytest.approx(recipe_rate / torch_rate, abs=0.006), out
