@@ -173,7 +173,8 @@ def beam_search(
     What makes it fast, without changing a result: the first step runs once per row (all of a
     row's beams are the same hypothesis then) and is tiled after; a row whose hypotheses have
     all ended leaves the loop's batch (its results are set aside), so the step function runs
-    only on rows still searching.
+    only on rows still searching; with ``project``, only open hypotheses are projected onto
+    the vocabulary; and the top-k over ``beam x vocabulary`` is blocked (``top_k``).
 
     Args:
         step_fn: ``(tokens[N], state, constants) -> (logits[N, V], state)``; it is called with
