@@ -140,15 +140,15 @@ def _log_probs(outputs, finished, end_id: int, project):
     # (N, V) log-probabilities of the next token; a finished hypothesis (N,) may only continue
     # with end_id, at no cost. With ``project``, outputs are features and only the hypotheses
     # that have not ended are projected (the vocabulary layer is most of a step's work).
+    def only_end(vocab):
+        return tf.where(tf.one_hot(end_id, vocab) > 0, 0.0, _NEG)
+
     if project is None:
         log_probs = tf.nn.log_softmax(tf.cast(outputs, tf.float32))
-        only_end = tf.where(tf.one_hot(end_id, tf.shape(log_probs)[-1]) > 0, 0.0, _NEG)
-        return tf.where(finished[:, tf.newaxis], only_end, log_probs)
+        return tf.where(finished[:, tf.newaxis], only_end(tf.shape(log_probs)[-1]), log_probs)
     alive = tf.where(~finished)
     log_probs = tf.nn.log_softmax(tf.cast(project(tf.gather_nd(outputs, alive)), tf.float32))
-    vocab = tf.shape(log_probs)[-1]
-    only_end = tf.where(tf.one_hot(end_id, vocab) > 0, 0.0, _NEG)
-    base = tf.tile(only_end[tf.newaxis], [tf.shape(finished)[0], 1])
+    base = tf.tile(only_end(tf.shape(log_probs)[-1])[tf.newaxis], [tf.shape(finished)[0], 1])
     return tf.tensor_scatter_nd_update(base, alive, log_probs)
 
 

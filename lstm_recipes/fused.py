@@ -81,10 +81,7 @@ def lstm_sequence(
         u_scaled = recurrent_kernel * scale
 
         def step(t, h, c, a_all, c_all):
-            a = tf.sigmoid(zx[t] + tf.matmul(h, u_scaled))
-            i, f, g2, o = tf.split(a, 4, axis=1)
-            c = f * c + i * (2.0 * g2 - 1.0)
-            h = o * tf.tanh(c)
+            a, h, c = _cell_step(zx[t], h, c, u_scaled)
             return t + 1, h, c, a_all.write(t, a), c_all.write(t, c)
 
         arrays = [
@@ -168,10 +165,17 @@ def lstm_step(
     units = int(recurrent_kernel.shape[0])
     scale = _gate_scale(units, x.dtype)
     zx = tf.matmul(x, kernel * scale) + bias * scale
-    a = tf.sigmoid(zx + tf.matmul(h, recurrent_kernel * scale))
+    _, h, c = _cell_step(zx, h, c, recurrent_kernel * scale)
+    return h, c
+
+
+def _cell_step(zx, h, c, u_scaled):
+    # (gate activations, h, c) of one step from its scaled input projection ``zx``: the one
+    # body of the sequence loop and of ``lstm_step``.
+    a = tf.sigmoid(zx + tf.matmul(h, u_scaled))
     i, f, g2, o = tf.split(a, 4, axis=1)
     c = f * c + i * (2.0 * g2 - 1.0)
-    return o * tf.tanh(c), c
+    return a, o * tf.tanh(c), c
 
 
 def _stack(array: tf.TensorArray, steps, batch, width: int, h0):
@@ -354,22 +358,22 @@ class LSTM(compat.LSTMLoopHook):
             out, new = self.cell(inputs, list(states), training=False)
             return out, list(new)
         dtype = inputs.dtype
-        weights = [
+        weights = self._weights(dtype)
+        h, c = lstm_step(inputs, tf.cast(states[0], dtype), tf.cast(states[1], dtype), *weights)
+        return h, [h, c]
+
+    def _weights(self, dtype) -> list[tf.Tensor]:
+        return [
             tf.cast(tf.convert_to_tensor(w), dtype)
             for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)
         ]
-        h, c = lstm_step(inputs, tf.cast(states[0], dtype), tf.cast(states[1], dtype), *weights)
-        return h, [h, c]
 
     def own_loop(self, sequences, initial_state, mask, training=False):
         if training and self.dropout:
             keep = self.cell.get_dropout_mask(sequences[:, 0, :])
             sequences = sequences * keep[:, tf.newaxis, :]
         dtype = sequences.dtype
-        weights = [
-            tf.cast(tf.convert_to_tensor(w), dtype)
-            for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)
-        ]
+        weights = self._weights(dtype)
         return masked_lstm(
             sequences,
             tf.cast(initial_state[0], dtype),

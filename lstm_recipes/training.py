@@ -170,10 +170,11 @@ def fit(
     distribute.check_same_on_every_worker(strategy, prep, "preprocessing")
     keras.utils.set_random_seed(config.seed)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope, precision.training_policy(getattr(config, "precision", "float32")):
+    policy = getattr(config, "precision", "float32")
+    with scope, precision.training_policy(policy):
         model = module.build_model(config, prep)
-    if getattr(config, "precision", "float32") != "float32":
-        print(f"precision {config.precision}: layers compute {precision.describe(model)}")
+    if policy != "float32":
+        print(f"precision {policy}: layers compute {precision.describe(model)}")
     fastpath.check_model(model)
     train = module.batches(config, prep, splits.train, training=True)
     validation = module.batches(config, prep, splits.validation, training=False)
