@@ -4,7 +4,8 @@ Each use says why no public API does the job. ``tests/test_compat.py`` holds one
 use: it fails, saying what to change here, as soon as an installed Keras or TensorFlow release
 moves or changes the internal. Nothing outside this module touches ``keras.src``, a
 ``BackupAndRestore`` internal, ``model._initial_epoch``, ``reduce_per_replica``,
-``LSTM.inner_loop``, a dataset's class or ``convert_variables_to_constants_v2``.
+``LSTM.inner_loop``, ``model._symbolic_build``, a dataset's class or
+``convert_variables_to_constants_v2``.
 
 Checked with Keras 3.15 and TensorFlow 2.21 (``KNOWN_KERAS``).
 """
@@ -188,6 +189,26 @@ def multi_worker_fit(strategy, model: keras.Model):
     finally:
         trainer.reduce_per_replica = original
         del model._maybe_symbolic_build
+
+
+# ----------------------------------------------------------------------------- one trace
+
+
+def build_before_tracing(model: keras.Model, dataset: tf.data.Dataset) -> None:
+    """Create the optimizer's, compiled metrics' and compiled loss's variables now, so that
+    ``fit`` traces its train step once, not twice.
+
+    Why private: without a distribution strategy Keras 3.15 leaves these variables to the first
+    trace of the train function, and a ``tf.function`` whose first trace creates variables is
+    traced again (a tiny translation run traced its train step twice, 6.7 s each). Under a
+    strategy Keras builds them first with ``model._symbolic_build``; this calls it the same way.
+    No public API builds compiled metrics and losses without running the model on data.
+
+    Args:
+        model: a compiled model about to be trained without a strategy.
+        dataset: its training batches; only their ``element_spec`` is read.
+    """
+    model._symbolic_build(data_batch=dataset.element_spec)
 
 
 # ----------------------------------------------------------------------------- LSTM step loop

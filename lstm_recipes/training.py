@@ -180,6 +180,8 @@ def fit(
     validation = module.batches(config, prep, splits.validation, training=False)
     if strategy is not None:
         train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)
+    else:
+        compat.build_before_tracing(model, train)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     monitor = getattr(module, "MONITOR", "val_loss")
     # Keras's mode="auto" knows "acc" and "loss" names but not custom metrics.
@@ -227,6 +229,20 @@ def fit(
         trained, model = model, module.build_model(config, prep)
         model.set_weights(trained.get_weights())
     return model
+
+
+def evaluate(model: keras.Model, batches: tf.data.Dataset) -> dict:
+    """``model.evaluate`` on ``batches``: the compiled loss and metrics, by name.
+
+    Its metrics' variables are made before the test step is traced (``fit`` does the same), so
+    a model fresh from its checkpoint traces that step once instead of twice.
+
+    Args:
+        model: a compiled model.
+        batches: (inputs, targets) batches.
+    """
+    compat.build_before_tracing(model, batches)
+    return model.evaluate(batches, verbose=0, return_dict=True)
 
 
 def fingerprint(model: keras.Model) -> str:

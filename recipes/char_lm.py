@@ -355,9 +355,7 @@ def _inference_model(config: Config, model: keras.Model, prep: dict) -> keras.Mo
 
 def evaluate(config: Config, model: keras.Model, prep: dict, text: str, run_dir: Path) -> dict:
     """Loss in nats/char and bits/char, perplexity, and a sample written to sample.txt."""
-    results = model.evaluate(
-        batches(config, prep, text, training=False), verbose=0, return_dict=True
-    )
+    results = training.evaluate(model, batches(config, prep, text, training=False))
     nats = float(results["loss"])
     generator = Generator(config, _inference_model(config, model, prep), prep)
     sample = tf.function(generator.generate)(

@@ -328,9 +328,7 @@ def _grids(config: Config, prep: dict, search: seq2seq.AttentionSearch, refs: li
 
 def evaluate(config: Config, model: keras.Model, prep: dict, examples: list, run_dir: Path) -> dict:
     """BLEU-1..4 against all references (greedy and beam), token accuracy, attention plots."""
-    forced = model.evaluate(
-        batches(config, prep, examples, training=False), verbose=0, return_dict=True
-    )
+    forced = training.evaluate(model, batches(config, prep, examples, training=False))
     search = captioner(config, model, prep)
     refs = [r for r, _ in examples]
     grids = _grids(config, prep, search, refs)

@@ -379,9 +379,7 @@ def _attention_plots(config, search, prep, pairs, run_dir: Path) -> None:
 
 def evaluate(config: Config, model: keras.Model, prep: dict, pairs: list, run_dir: Path) -> dict:
     """sacreBLEU and chrF (greedy and beam), teacher-forced token accuracy, attention plots."""
-    forced = model.evaluate(
-        batches(config, prep, pairs, training=False), verbose=0, return_dict=True
-    )
+    forced = training.evaluate(model, batches(config, prep, pairs, training=False))
     search = translator(config, model, prep)
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     result = {"pairs": len(pairs), "loss": float(forced["loss"])}
