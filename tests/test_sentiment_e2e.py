@@ -66,6 +66,18 @@ def test_export_reloads_in_a_fresh_process_without_the_package(tiny_run):
         assert len(row) == 2 and abs(sum(row) - 1) < 1e-5
 
 
+def test_export_serves_where_keras_cannot_be_imported(tiny_run):
+    # As in TF Serving, and in the export's own fresh-process check when nothing is required.
+    no_keras = 'import sys\nsys.modules["keras"] = None\n' + FRESH_PROCESS
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", no_keras, str(tiny_run / "export" / "1")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["label"][:2] == ["pos", "neg"]
+
+
 def test_predict_command(tiny_run, tmp_path):
     runner = CliRunner()
     result = runner.invoke(
