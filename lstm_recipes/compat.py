@@ -196,7 +196,7 @@ def multi_worker_fit(strategy, model: keras.Model):
 
 def build_before_tracing(model: keras.Model, dataset: tf.data.Dataset) -> None:
     """Create the optimizer's, compiled metrics' and compiled loss's variables now, so that
-    ``fit`` traces its train step once, not twice.
+    ``fit`` and ``evaluate`` trace their step once, not twice.
 
     Why private: without a distribution strategy Keras 3.15 leaves these variables to the first
     trace of the train function, and a ``tf.function`` whose first trace creates variables is
