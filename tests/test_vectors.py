@@ -112,8 +112,10 @@ def test_tagging_starts_from_lowercased_word_vectors(tmp_path):
     path = tmp_path / "vectors.txt"
     path.write_text("".join(f"{w.upper()} {' '.join(map(str, v))}\n" for w, v in table.items()))
     run_dir = tmp_path / "run"
+    # 200 validation sentences, not 1,281 of the built-in data: this test is about the vectors.
     cli_ok("train", "tagging", "--preset", "tiny", "--run-dir", str(run_dir), "--set",
-           f"embeddings={path}", "--set", "train_embeddings=false", "--set", "epochs=1")  # fmt: skip
+           f"embeddings={path}", "--set", "train_embeddings=false", "--set", "epochs=1",
+           "--set", "validation_size=200")  # fmt: skip
     prep = json.loads((run_dir / "preprocessing.json").read_text())
     assert prep["embeddings"]["found"] == 5 and prep["embeddings"]["dim"] == 4
     from lstm_recipes.run import Run
