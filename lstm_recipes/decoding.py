@@ -110,7 +110,7 @@ def greedy(step_fn, state, constants, start_ids, end_id: int, max_length):
 _BLOCK = 128
 
 
-def top_k(x, k: int):
+def top_k(x, k):
     """``tf.math.top_k(x, k)`` (values, indices; ties to the lower index), faster for a small
     ``k`` over long rows: the ``k`` best blocks of ``_BLOCK`` by their maximum hold the ``k``
     best values (a value outranked by its block's maximum is outranked ``k`` times if its block
@@ -118,14 +118,14 @@ def top_k(x, k: int):
 
     Args:
         x: (rows, n) float32.
-        k: how many, at most ``n``.
+        k: how many, at most ``n`` (an int or a scalar int32 tensor).
     """
     n = tf.shape(x)[1]
 
     def blocked():
         rows = tf.shape(x)[0]
         padded = tf.pad(x, [[0, 0], [0, -n % _BLOCK]], constant_values=x.dtype.min)
-        blocks = tf.reshape(padded, [rows, -1, _BLOCK])
+        blocks = tf.reshape(padded, [rows, (n + _BLOCK - 1) // _BLOCK, _BLOCK])
         _, chosen = tf.math.top_k(tf.reduce_max(blocks, -1), k)
         # In block order, so that equal values keep top_k's lower-index-first order.
         chosen = tf.sort(chosen, -1)
@@ -136,20 +136,28 @@ def top_k(x, k: int):
     return tf.cond(n >= 8 * k * _BLOCK, blocked, lambda: tuple(tf.math.top_k(x, k)))
 
 
-def _log_probs(outputs, finished, end_id: int, project):
-    # (N, V) log-probabilities of the next token; a finished hypothesis (N,) may only continue
-    # with end_id, at no cost. With ``project``, outputs are features and only the hypotheses
-    # that have not ended are projected (the vocabulary layer is most of a step's work).
-    def only_end(vocab):
-        return tf.where(tf.one_hot(end_id, vocab) > 0, 0.0, _NEG)
-
-    if project is None:
-        log_probs = tf.nn.log_softmax(tf.cast(outputs, tf.float32))
-        return tf.where(finished[:, tf.newaxis], only_end(tf.shape(log_probs)[-1]), log_probs)
+def _continuations(outputs, scores, finished, end_id: int, k: int, project):
+    # Every hypothesis's best continuations, (N, width) totals (score + log-probability) and
+    # tokens, best first, ties to the lower token. A row keeps at most k of one beam's, so its
+    # best k over beam x vocabulary are the best k of these, in the same order (beam-major,
+    # then by token) and with the same float values: the (N, V) totals are never gathered.
+    # A finished hypothesis may only continue with end_id, at no cost. With ``project``,
+    # outputs are features and only the hypotheses that have not ended are projected (the
+    # vocabulary layer is most of a step's work).
     alive = tf.where(~finished)
-    log_probs = tf.nn.log_softmax(tf.cast(project(tf.gather_nd(outputs, alive)), tf.float32))
-    base = tf.tile(only_end(tf.shape(log_probs)[-1])[tf.newaxis], [tf.shape(finished)[0], 1])
-    return tf.tensor_scatter_nd_update(base, alive, log_probs)
+    live = tf.gather_nd(outputs, alive)
+    log_probs = tf.nn.log_softmax(tf.cast(live if project is None else project(live), tf.float32))
+    vocab = tf.shape(log_probs)[-1]
+    width = tf.minimum(k, vocab)
+    totals, tokens = top_k(log_probs + tf.gather_nd(scores, alive)[:, tf.newaxis], width)
+    only_end = tf.where(tf.one_hot(end_id, vocab) > 0, 0.0, _NEG)[tf.newaxis]
+    ended, ended_tokens = tf.math.top_k(only_end, width)
+    n = tf.shape(finished)[0]
+    base = ended + scores[:, tf.newaxis], tf.tile(ended_tokens, [n, 1])
+    return (
+        tf.tensor_scatter_nd_update(base[0], alive, totals),
+        tf.tensor_scatter_nd_update(base[1], alive, tokens),
+    )
 
 
 def beam_search(
@@ -174,7 +182,9 @@ def beam_search(
     row's beams are the same hypothesis then) and is tiled after; a row whose hypotheses have
     all ended leaves the loop's batch (its results are set aside), so the step function runs
     only on rows still searching; with ``project``, only open hypotheses are projected onto
-    the vocabulary; and the top-k over ``beam x vocabulary`` is blocked (``top_k``).
+    the vocabulary; and each open hypothesis picks its own ``beam_width`` best continuations
+    (a blocked ``top_k``), so a row ranks ``beam_width ** 2`` candidates, not
+    ``beam_width x vocabulary`` (the ranking and its float values are the same).
 
     Args:
         step_fn: ``(tokens[N], state, constants) -> (logits[N, V], state)``; it is called with
@@ -210,13 +220,12 @@ def beam_search(
             new = tf.argmax(project_all(outputs), -1, output_type=tf.int32)[:, tf.newaxis]
             new = tf.where(finished, end_id, new)
             return scores, tf.zeros_like(new), new
-        log_probs = _log_probs(outputs, tf.reshape(finished, [-1]), end_id, project)
-        vocab = tf.shape(log_probs)[-1]
-        total = tf.reshape(
-            tf.reshape(log_probs, [rows, -1, vocab]) + scores[..., tf.newaxis], [rows, -1]
+        totals, tokens = _continuations(
+            outputs, tf.reshape(scores, [-1]), tf.reshape(finished, [-1]), end_id, k, project
         )
-        scores, best = top_k(total, k)
-        return scores, best // vocab, best % vocab
+        width = tf.shape(totals)[-1]
+        scores, best = tf.math.top_k(tf.reshape(totals, [rows, -1]), k)
+        return scores, best // width, tf.gather(tf.reshape(tokens, [rows, -1]), best, batch_dims=1)
 
     # The first step runs once per row: all of a row's beams hold the same hypothesis. Beam 0
     # is the live one (the others start at -1e9, kept so that a beam wider than the vocabulary
