@@ -120,6 +120,8 @@ class AttentionDecoder(layers.Layer):
             Measured on Tatoeba spa-eng (12k-word vocabularies): with ``tanh``, Adam drove 99%
             of the attentional units into saturation within 100 steps and the model sat at
             unigram accuracy for hundreds to thousands of steps; ``linear`` learned at once.
+        embedding: an ``Embedding`` layer to use (and share, e.g. with the encoder over one
+            vocabulary) instead of a new one; its width must be ``embedding_dim``.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class AttentionDecoder(layers.Layer):
         dropout: float = 0.0,
         cell: str = "lstm",
         attentional_activation: str = "linear",
+        embedding: layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -142,7 +145,7 @@ class AttentionDecoder(layers.Layer):
         self.attentional_activation = attentional_activation
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.num_layers, self.attention_kind, self.dropout_rate = num_layers, attention, dropout
-        self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.embedding = embedding or layers.Embedding(vocab_size, embedding_dim, name="embedding")
         self.cell = cell
         self.lstm = StackedLSTM(
             units, num_layers, bidirectional=False, dropout=dropout, cell=cell, name="lstm"
@@ -156,7 +159,8 @@ class AttentionDecoder(layers.Layer):
 
     def build(self, input_shapes):
         target_shape, memory_shape = input_shapes[0], input_shapes[1]
-        self.embedding.build(target_shape)
+        if not self.embedding.built:  # a shared one is built by its first caller
+            self.embedding.build(target_shape)
         self.lstm.build((*target_shape, self.embedding_dim))
         query_shape = (*target_shape, self.units)
         self.attention.build(query_shape, memory_shape)

@@ -34,7 +34,9 @@ SentencePiece unigram model of that many pieces per side from the training split
 no output holds ``[UNK]``; the exported model then needs tensorflow-text's ops where it is
 loaded (Python: ``pip install tensorflow-text`` of TensorFlow's version and ``import
 tensorflow_text`` before ``tf.saved_model.load``; the export's metadata lists it under
-``requires``).
+``requires``). ``--set shared_vocabulary=true`` (with ``subword``) learns one model of
+``source_vocab`` pieces from both sides, and encoder and decoder share one embedding: a name is
+then the same pieces, with the same vectors, on both sides.
 
 Export: ``serving_default(text: string[None]) -> {translation: string[None]}`` (beam search,
 width ``beam_width``) and ``greedy`` with the same interface. Tokenization and detokenization
@@ -95,6 +97,7 @@ class Config:
     max_length: int = 50  # tokens per sentence: longer training pairs are dropped, inputs cut
     lowercase: bool = True  # lowercase both sides (BLEU is then case-insensitive)
     tokenizer: Literal["words", "subword"] = "words"  # subword: SentencePiece pieces, both sides
+    shared_vocabulary: bool = False  # subword: one model and one embedding for both sides
     source_vocab: int = 8000  # source words kept (most frequent in training) or pieces learned
     target_vocab: int = 8000  # target words kept or pieces learned, specials included
     embedding_dim: int = 128  # width of both word embeddings (a vectors file sets the source's)
@@ -178,10 +181,6 @@ def load_data(
     return bitext.load_splits(config, data, test_data, validation_data)
 
 
-def _standardize(config: Config):
-    return text_lib.split_punctuation_lower if config.lowercase else text_lib.split_punctuation
-
-
 def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) -> dict:
     """Source and target vocabularies (or subword models), fitted on the training pairs only;
     with ``embeddings``, the source vocabulary's pretrained vectors kept in ``run_dir``."""
@@ -191,44 +190,17 @@ def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) 
                 "expected tokenizer=words with embeddings (a vectors file holds words), found "
                 "tokenizer=subword"
             )
-        return _fit_subwords(config, train)
-    prep = _fit_words(config, train)
+        return bitext.fit_subwords(config, train)
+    if config.shared_vocabulary:
+        raise UserError(
+            "expected tokenizer=subword with shared_vocabulary=true (words of two languages "
+            "share too little), found tokenizer=words"
+        )
+    prep = bitext.fit_words(config, train)
     if config.embeddings:
         prep["embeddings"] = vectors.keep(
             config.embeddings, prep["source_vocabulary"], run_dir, config.seed
         )
-    return prep
-
-
-def _fit_words(config: Config, train) -> dict:
-    standardize = _standardize(config)
-    if isinstance(train, stream.Stream):
-        columns = [(0, config.source_vocab, standardize), (1, config.target_vocab - 2, standardize)]
-        sample = train.sample(stream.FIT_ROWS)
-        (source, target), _ = text_lib.count_vocabularies(sample.batches(), columns)
-    else:
-        source = text_lib.fit_vocabulary([s for s, _ in train], config.source_vocab, standardize)
-        target = text_lib.fit_vocabulary(
-            [t for _, t in train], config.target_vocab - 2, standardize
-        )
-    return {"source_vocabulary": source, "target_vocabulary": seq2seq.MARKERS + target}
-
-
-def _fit_subwords(config: Config, train) -> dict:
-    if isinstance(train, stream.Stream):
-        sides: tuple[list, list] = ([], [])
-        for columns in train.sample(stream.FIT_ROWS).batches():
-            sides[0].extend(columns[0])
-            sides[1].extend(columns[1])
-    else:
-        sides = ([s for s, _ in train], [t for _, t in train])
-    prep = {"tokenizer": "subword"}
-    for side, texts, size in (
-        ("source", sides[0], config.source_vocab),
-        ("target", sides[1], config.target_vocab),
-    ):
-        model, vocabulary = subword.fit(texts, size, config.lowercase, config.seed)
-        prep[f"{side}_subword"], prep[f"{side}_vocabulary"] = model, vocabulary
     return prep
 
 
@@ -238,7 +210,7 @@ def _vectorizers(config: Config, prep: dict):
             subword.Tokenizer(prep["source_subword"], config.lowercase, "source_subword"),
             subword.Tokenizer(prep["target_subword"], config.lowercase, "target_subword"),
         )
-    standardize = _standardize(config)
+    standardize = bitext.standardize_of(config)
     return (
         text_lib.make_vectorizer(prep["source_vocabulary"], standardize, "source_vectorizer"),
         text_lib.make_vectorizer(prep["target_vocabulary"], standardize, "target_vectorizer"),
@@ -293,7 +265,10 @@ def build_model(config: Config, prep: dict) -> keras.Model:
     target_in = keras.Input((None,), dtype="int32", name="target_in")
     source_mask = ops.not_equal(source, 0)
     rows = len(prep["source_vocabulary"]) + 2
-    x = vectors.embedding(rows, config, prep.get("embeddings"), False, "source_embedding")(source)
+    source_embedding = vectors.embedding(
+        rows, config, prep.get("embeddings"), False, "source_embedding"
+    )
+    x = source_embedding(source)
     x = keras.layers.Dropout(config.dropout)(x)
     memory, h, c = blocks.StackedLSTM(
         config.encoder_units,
@@ -317,6 +292,7 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         dropout=config.dropout,
         cell=config.cell,
         attentional_activation=config.attentional,
+        embedding=source_embedding if prep.get("shared") else None,
         name="decoder",
     )([target_in, memory, source_mask, h0, c0])
     model = keras.Model({"source": source, "target_in": target_in}, logits, name="translation")

@@ -7,11 +7,13 @@ import json
 
 import pytest
 import tensorflow as tf
+from click.testing import CliRunner
 from conftest import cli_ok, fresh_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstm_recipes import recipe as recipe_lib
+from lstm_recipes.cli import main
 from lstm_recipes.data import subword
 from lstm_recipes.errors import UserError
 
@@ -169,6 +171,38 @@ def test_unseen_words_are_spelled_from_pieces_never_unknown(subword_run):
     for text in search(tf.constant(unseen), 3).numpy():
         text = text.decode("utf-8")
         assert "[UNK]" not in text and "\u2047" not in text, text
+
+
+def test_a_shared_vocabulary_cuts_both_sides_with_one_model_and_one_embedding(tmp_path):
+    from lstm_recipes.run import Run
+
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in _pairs()), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    cli_ok(
+        "run", "translation", "--preset", "tiny", "--data", str(data), "--run-dir", str(run_dir),
+        "--set", "tokenizer=subword", "--set", "shared_vocabulary=true", "--set",
+        "source_vocab=300", "--set", "max_examples=0", "--set", "epochs=1", "--set",
+        "test_size=20", "--set", "validation_size=20", "--set", "max_length=30",
+    )  # fmt: skip
+    prep = json.loads((run_dir / "preprocessing.json").read_text())
+    assert prep["shared"] and prep["source_subword"] == prep["target_subword"]
+    rows = len(prep["source_vocabulary"]) + 2
+    assert prep["target_vocabulary"] == prep["source_vocabulary"] and rows <= 300
+    model = Run.reopen(run_dir).model
+    assert model.get_layer("decoder").embedding is model.get_layer("source_embedding")
+    tables = [w for w in model.weights if w.path.endswith("embeddings")]
+    assert [tuple(w.shape) for w in tables] == [(rows, 16)], "one embedding for both sides"
+    # The run's export passed the fresh-process check against evaluation's strings to land.
+    assert (run_dir / "export" / "1" / "saved_model.pb").exists()
+
+
+def test_a_shared_vocabulary_of_words_is_refused_in_one_line(tmp_path):
+    args = ["train", "translation", "--preset", "tiny", "--run-dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, [*args, "--set", "shared_vocabulary=true"])
+    assert result.exit_code == 2, result.output
+    assert "expected tokenizer=subword with shared_vocabulary=true" in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 # ----------------------------------------------------------------------------- captioning
