@@ -152,11 +152,10 @@ def _continuations(outputs, scores, finished, end_id: int, k: int, project):
     totals, tokens = top_k(log_probs + tf.gather_nd(scores, alive)[:, tf.newaxis], width)
     only_end = tf.where(tf.one_hot(end_id, vocab) > 0, 0.0, _NEG)[tf.newaxis]
     ended, ended_tokens = tf.math.top_k(only_end, width)
-    n = tf.shape(finished)[0]
-    base = ended + scores[:, tf.newaxis], tf.tile(ended_tokens, [n, 1])
+    ended_tokens = tf.tile(ended_tokens, [tf.shape(finished)[0], 1])
     return (
-        tf.tensor_scatter_nd_update(base[0], alive, totals),
-        tf.tensor_scatter_nd_update(base[1], alive, tokens),
+        tf.tensor_scatter_nd_update(ended + scores[:, tf.newaxis], alive, totals),
+        tf.tensor_scatter_nd_update(ended_tokens, alive, tokens),
     )
 
 

@@ -55,7 +55,7 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
-from lstm_recipes.data import Splits, bitext, reading, stream, subword, vectors
+from lstm_recipes.data import Splits, bitext, pair_vocabulary, reading, stream, subword, vectors
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -190,13 +190,13 @@ def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) 
                 "expected tokenizer=words with embeddings (a vectors file holds words), found "
                 "tokenizer=subword"
             )
-        return bitext.fit_subwords(config, train)
+        return pair_vocabulary.fit_subwords(config, train)
     if config.shared_vocabulary:
         raise UserError(
             "expected tokenizer=subword with shared_vocabulary=true (words of two languages "
             "share too little), found tokenizer=words"
         )
-    prep = bitext.fit_words(config, train)
+    prep = pair_vocabulary.fit_words(config, train)
     if config.embeddings:
         prep["embeddings"] = vectors.keep(
             config.embeddings, prep["source_vocabulary"], run_dir, config.seed
@@ -210,7 +210,7 @@ def _vectorizers(config: Config, prep: dict):
             subword.Tokenizer(prep["source_subword"], config.lowercase, "source_subword"),
             subword.Tokenizer(prep["target_subword"], config.lowercase, "target_subword"),
         )
-    standardize = bitext.standardize_of(config)
+    standardize = pair_vocabulary.standardize_of(config)
     return (
         text_lib.make_vectorizer(prep["source_vocabulary"], standardize, "source_vectorizer"),
         text_lib.make_vectorizer(prep["target_vocabulary"], standardize, "target_vectorizer"),

@@ -1,16 +1,13 @@
 """Sentence pairs into train/validation/test splits, from every form translation data comes in.
 
 Files (``parallel``), TFDS datasets and sharded corpora (``corpus``); ``reverse`` swaps the sides.
-The vocabularies (words or subword models) are fitted on the training pairs here too.
 Carved splits take whole source sentences (``split_by=source``): Tatoeba holds several
 translations of one sentence, and a split by pair trains on most of the test's sources.
 """
 
 from __future__ import annotations
 
-from lstm_recipes import seq2seq
-from lstm_recipes.data import Splits, corpus, limit, make_splits, parallel, shards, stream, subword
-from lstm_recipes.data import text as text_lib
+from lstm_recipes.data import Splits, corpus, limit, make_splits, parallel, shards
 from lstm_recipes.data import tfds as tfds_lib
 from lstm_recipes.data.dates import date_pairs
 from lstm_recipes.data.tfds import contained_tempfiles, is_tfds_spec, make_builder
@@ -110,66 +107,3 @@ def load_splits(
             f"{result.sizes()} in {data}"
         )
     return result
-
-
-def standardize_of(config):
-    """How a translation config cuts words: punctuation split off, lowercased or not.
-
-    Args:
-        config: a translation config.
-    """
-    return text_lib.split_punctuation_lower if config.lowercase else text_lib.split_punctuation
-
-
-def fit_words(config, train) -> dict:
-    """The ``source_vocab`` / ``target_vocab`` most frequent words of the training pairs (a list
-    or a ``stream.Stream``); the target's with the decoder's markers first.
-
-    Args:
-        config: a translation config (``lowercase``, the vocabulary sizes).
-        train: the training pairs.
-    """
-    standardize = standardize_of(config)
-    if isinstance(train, stream.Stream):
-        columns = [(0, config.source_vocab, standardize), (1, config.target_vocab - 2, standardize)]
-        sample = train.sample(stream.FIT_ROWS)
-        (source, target), _ = text_lib.count_vocabularies(sample.batches(), columns)
-    else:
-        source = text_lib.fit_vocabulary([s for s, _ in train], config.source_vocab, standardize)
-        target = text_lib.fit_vocabulary(
-            [t for _, t in train], config.target_vocab - 2, standardize
-        )
-    return {"source_vocabulary": source, "target_vocabulary": seq2seq.MARKERS + target}
-
-
-def fit_subwords(config, train) -> dict:
-    """SentencePiece models of the training pairs, one per side, or with
-    ``shared_vocabulary`` one of both sides' text (``source_vocab`` pieces) used for both: a
-    name is then cut into the same pieces, with the same ids, in the source and the target.
-
-    Args:
-        config: a translation config (``lowercase``, ``seed``, the vocabulary sizes).
-        train: the training pairs (a list or a ``stream.Stream``).
-    """
-    if isinstance(train, stream.Stream):
-        sides: tuple[list, list] = ([], [])
-        for columns in train.sample(stream.FIT_ROWS).batches():
-            sides[0].extend(columns[0])
-            sides[1].extend(columns[1])
-    else:
-        sides = ([s for s, _ in train], [t for _, t in train])
-    prep = {"tokenizer": "subword"}
-    if config.shared_vocabulary:
-        model, vocabulary = subword.fit(
-            [*sides[0], *sides[1]], config.source_vocab, config.lowercase, config.seed
-        )
-        for side in ("source", "target"):
-            prep[f"{side}_subword"], prep[f"{side}_vocabulary"] = model, vocabulary
-        return {**prep, "shared": True}
-    for side, texts, size in (
-        ("source", sides[0], config.source_vocab),
-        ("target", sides[1], config.target_vocab),
-    ):
-        model, vocabulary = subword.fit(texts, size, config.lowercase, config.seed)
-        prep[f"{side}_subword"], prep[f"{side}_vocabulary"] = model, vocabulary
-    return prep
