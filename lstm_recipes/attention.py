@@ -7,6 +7,7 @@ the fast kernel) and one step at a time in search (``seq2seq.AttentionSearch``).
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from lstm_recipes import cells
@@ -122,6 +123,11 @@ class AttentionDecoder(layers.Layer):
             unigram accuracy for hundreds to thousands of steps; ``linear`` learned at once.
         embedding: an ``Embedding`` layer to use (and share, e.g. with the encoder over one
             vocabulary) instead of a new one; its width must be ``embedding_dim``.
+        copy: a pointer-generator (See et al. 2017): a gate mixes the vocabulary distribution
+            with the attention weights scattered onto the source's own ids, so a source piece
+            can be copied even where the vocabulary layer gives it no weight. The source and
+            target must share one vocabulary; the decoder then takes the source ids as a sixth
+            input and gives log-probabilities where it gave logits (the same softmax).
     """
 
     def __init__(
@@ -135,6 +141,7 @@ class AttentionDecoder(layers.Layer):
         cell: str = "lstm",
         attentional_activation: str = "linear",
         embedding: layers.Layer | None = None,
+        copy: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -154,6 +161,9 @@ class AttentionDecoder(layers.Layer):
         self.combine = layers.Dense(units, activation=attentional_activation, name="attentional")
         self.drop = layers.Dropout(dropout)
         self.logits = layers.Dense(vocab_size, name="logits")
+        self.copy = copy
+        if copy:
+            self.copy_gate = layers.Dense(1, name="copy_gate")
         # The memory arrives masked; the masks used are the explicit memory_mask and target ids.
         self.supports_masking = True
 
@@ -165,10 +175,12 @@ class AttentionDecoder(layers.Layer):
         query_shape = (*target_shape, self.units)
         self.attention.build(query_shape, memory_shape)
         self.combine.build((*target_shape, self.units + memory_shape[-1]))
+        if self.copy:
+            self.copy_gate.build((*target_shape, self.units + memory_shape[-1]))
         self.logits.build(query_shape)
         self.built = True
 
-    def decode(self, target_in, memory, memory_mask, states, training=None, keys=None):
+    def decode(self, target_in, memory, memory_mask, states, training=None, keys=None, source=None):
         """(logits, attention weights, final per-layer states) for teacher-forced targets.
 
         Args:
@@ -178,14 +190,51 @@ class AttentionDecoder(layers.Layer):
             states: ``[[h, c], ...]``, one pair per layer.
             training: dropout on or off.
             keys: ``attention.keys(memory)`` when already computed.
+            source: (batch, S) the source ids, with ``copy``.
         """
         mask = ops.not_equal(target_in, 0)
         x = self.drop(self.embedding(target_in), training=training)
         out, states = self.lstm.run(x, mask=mask, training=training, initial_states=states)
         context, weights = self.attention(out, memory, memory_mask, keys=keys)
-        attentional = self.combine(ops.concatenate([out, context], -1))
-        logits = self.logits(self.drop(attentional, training=training))
+        joined = ops.concatenate([out, context], -1)
+        logits = self.logits(self.drop(self.combine(joined), training=training))
+        if self.copy:
+            logits = self._mix(logits, self.copy_gate(joined), weights, source)
         return logits, weights, states
+
+    def _mix(self, logits, gate, weights, source):
+        # log(g p_vocab + (1 - g) p_copy). p_copy is zero but at the source's ids, so the dense
+        # part is log g + log p_vocab and only those S ids get a correction: their summed
+        # attention (equal ids pooled, padding never) mixed in, added once per distinct id.
+        # Three passes over (batch, T, V) where a dense mixture took eight: the vocabulary is
+        # most of a training step's memory traffic. p_copy is floored at 1e-30 before its log
+        # so that an id with no weight left has a finite gradient.
+        logits, gate, weights = (tf.cast(x, tf.float32) for x in (logits, gate, weights))
+        source = tf.cast(source, tf.int32)
+        real = tf.not_equal(source, 0)
+        same = tf.equal(source[:, :, None], source[:, None, :]) & real[:, None, :]
+        # (batch, T, S): at each source position, the weight of every position with its id.
+        pooled = tf.einsum("bts,bus->btu", weights, tf.cast(same, tf.float32))
+        earlier = tf.linalg.band_part(tf.ones_like(same[0], tf.float32), 0, -1) - tf.eye(
+            tf.shape(source)[1]
+        )
+        repeated = tf.reduce_any(same & (earlier[None] > 0), 1)
+        first = tf.cast(real & ~repeated, tf.float32)[:, None]
+        dense = tf.nn.log_softmax(logits) + tf.math.log_sigmoid(gate)
+        ids = tf.broadcast_to(source[:, None], tf.shape(weights))
+        generated = tf.gather(dense, ids, batch_dims=2)
+        copied = tf.math.log(tf.maximum(pooled, 1e-30)) + tf.math.log_sigmoid(-gate)
+        correction = (tf.experimental.numpy.logaddexp(generated, copied) - generated) * first
+        shape = tf.shape(weights)
+        at = tf.stack(
+            [
+                tf.broadcast_to(tf.range(shape[0])[:, None, None], shape),
+                tf.broadcast_to(tf.range(shape[1])[None, :, None], shape),
+                ids,
+            ],
+            -1,
+        )
+        return tf.tensor_scatter_nd_add(dense, at, correction)
 
     def start_states(self, h, c):
         """Every layer's complete initial state from one ``[h, c]`` (e.g. an encoder's bridge);
@@ -193,34 +242,49 @@ class AttentionDecoder(layers.Layer):
         return [cells.full_states(self.cell, [h, c]) for _ in range(self.num_layers)]
 
     def call(self, inputs, training=None):
-        target_in, memory, memory_mask, h, c = inputs
+        target_in, memory, memory_mask, h, c, *source = inputs
         states = self.start_states(h, c)
-        return self.decode(target_in, memory, memory_mask, states, training)[0]
+        source = source[0] if source else None
+        return self.decode(target_in, memory, memory_mask, states, training, source=source)[0]
 
-    def step(self, tokens, states, memory, keys, memory_mask):
+    def step(self, tokens, states, memory, keys, memory_mask, source=None):
         """(logits (batch, V), new states) for one input token per row.
 
         Args:
             tokens: (batch,) int token ids.
             states: ``[[h, c], ...]``.
             memory, keys, memory_mask: from the encoder (``keys = attention.keys(memory)``).
+            source: (batch, S) source ids, with ``copy``.
         """
-        features, states = self.step_features(tokens, states, memory, keys, memory_mask)
+        features, states = self.step_features(tokens, states, memory, keys, memory_mask, source)
         return self.project(features), states
 
-    def step_features(self, tokens, states, memory, keys, memory_mask):
+    def step_features(self, tokens, states, memory, keys, memory_mask, source=None):
         """(attentional vectors (batch, 1, units), new states): ``step`` before the
-        vocabulary projection, which a beam search skips for hypotheses that have ended."""
+        vocabulary projection, which a beam search skips for hypotheses that have ended.
+        With ``copy`` a feature row also holds what ``project`` mixes in: the gate's logit,
+        the attention weights and the source ids (as float32: exact below 2**24)."""
         # The stack's own step, not a sequence of one: a step loop per layer and token costs
         # as much as the LSTM's arithmetic at search batch sizes.
         out, states = self.lstm.step(self.embedding(tokens), states)
         out = ops.expand_dims(out, 1)
-        context, _ = self.attention(out, memory, memory_mask, keys=keys)
-        return self.combine(ops.concatenate([out, context], -1)), states
+        context, weights = self.attention(out, memory, memory_mask, keys=keys)
+        joined = ops.concatenate([out, context], -1)
+        features = self.combine(joined)
+        if not self.copy:
+            return features, states
+        parts = [features, self.copy_gate(joined), weights, tf.cast(source, tf.float32)[:, None]]
+        return tf.concat([tf.cast(x, tf.float32) for x in parts], -1), states
 
     def project(self, features):
-        """(batch, V) logits of ``step_features``' attentional vectors."""
-        return self.logits(features)[:, 0]
+        """(batch, V) logits (log-probabilities with ``copy``) of ``step_features``' rows."""
+        if not self.copy:
+            return self.logits(features)[:, 0]
+        units, width = self.units, (tf.shape(features)[-1] - self.units - 1) // 2
+        attentional = tf.cast(features[..., :units], self.compute_dtype)
+        gate, weights = features[..., units : units + 1], features[..., units + 1 : -width]
+        source = tf.cast(features[:, 0, -width:], tf.int32)
+        return self._mix(self.logits(attentional), gate, weights, source)[:, 0]
 
     def compute_output_shape(self, input_shapes):
         return (*input_shapes[0], self.vocab_size)
@@ -239,4 +303,5 @@ class AttentionDecoder(layers.Layer):
             "dropout": self.dropout_rate,
             "cell": self.cell,
             "attentional_activation": self.attentional_activation,
+            "copy": self.copy,
         }

@@ -337,6 +337,7 @@ def search_attention_decoder(
     max_length,
     beam_width: int = 1,
     length_penalty: float = 0.6,
+    source=None,
 ):
     """Greedy (``beam_width`` 1) or beam search through an ``attention.AttentionDecoder``.
 
@@ -352,6 +353,7 @@ def search_attention_decoder(
         max_length: most output steps (an int or a scalar tensor).
         beam_width: 1 for greedy search.
         length_penalty: GNMT length-penalty alpha of the beam search.
+        source: (batch, positions) source ids, for a decoder that copies (``copy``).
     """
     keys = decoder.attention.keys(memory)
 
@@ -360,6 +362,8 @@ def search_attention_decoder(
 
     start = tf.fill([tf.shape(memory)[0]], start_id)
     constants = (memory, keys, memory_mask)
+    if decoder.copy:
+        constants = (*constants, source)
     return beam_search(
         step,
         states,

@@ -86,7 +86,7 @@ class AttentionSearch(tf.Module):
         """(batch, steps) output ids for prepared inputs, each row ending in END repeats.
 
         Args:
-            inputs: what ``encode`` takes.
+            inputs: what ``encode`` takes (the source ids, for a decoder that copies).
             beam_width: 1 for greedy search.
         """
         memory, mask, states = self.start(inputs)
@@ -103,6 +103,7 @@ class AttentionSearch(tf.Module):
             max_length,
             beam_width,
             self.length_penalty,
+            source=inputs if self.decoder.copy else None,
         )
 
     def words(self, out):
@@ -128,7 +129,10 @@ class AttentionSearch(tf.Module):
         """(batch, output steps, memory positions) attention weights behind given outputs."""
         memory, mask, states = self.start(inputs)
         target_in = tf.concat([tf.fill([tf.shape(out)[0], 1], START), out[:, :-1]], 1)
-        _, weights, _ = self.decoder.decode(target_in, memory, mask, states, training=False)
+        source = inputs if self.decoder.copy else None
+        _, weights, _ = self.decoder.decode(
+            target_in, memory, mask, states, training=False, source=source
+        )
         return weights
 
 

@@ -36,7 +36,10 @@ loaded (Python: ``pip install tensorflow-text`` of TensorFlow's version and ``im
 tensorflow_text`` before ``tf.saved_model.load``; the export's metadata lists it under
 ``requires``). ``--set shared_vocabulary=true`` (with ``subword``) learns one model of
 ``source_vocab`` pieces from both sides, and encoder and decoder share one embedding: a name is
-then the same pieces, with the same vectors, on both sides.
+then the same pieces, with the same vectors, on both sides. ``--set copy=true`` (with the shared
+vocabulary) adds a pointer (See et al. 2017): a learned gate mixes the vocabulary's
+distribution with the attention weights put on the source's own pieces, so a piece can be
+copied that the output layer never learned to write.
 
 Export: ``serving_default(text: string[None]) -> {translation: string[None]}`` (beam search,
 width ``beam_width``) and ``greedy`` with the same interface. Tokenization and detokenization
@@ -98,6 +101,7 @@ class Config:
     lowercase: bool = True  # lowercase both sides (BLEU is then case-insensitive)
     tokenizer: Literal["words", "subword"] = "words"  # subword: SentencePiece pieces, both sides
     shared_vocabulary: bool = False  # subword: one model and one embedding for both sides
+    copy: bool = False  # shared_vocabulary: a pointer that can copy source pieces (names)
     source_vocab: int = 8000  # source words kept (most frequent in training) or pieces learned
     target_vocab: int = 8000  # target words kept or pieces learned, specials included
     embedding_dim: int = 128  # width of both word embeddings (a vectors file sets the source's)
@@ -184,6 +188,11 @@ def load_data(
 def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) -> dict:
     """Source and target vocabularies (or subword models), fitted on the training pairs only;
     with ``embeddings``, the source vocabulary's pretrained vectors kept in ``run_dir``."""
+    if config.copy and not config.shared_vocabulary:
+        raise UserError(
+            "expected shared_vocabulary=true with copy=true (a copied source piece must be a "
+            "target piece), found shared_vocabulary=false"
+        )
     if config.tokenizer == "subword":
         if config.embeddings:
             raise UserError(
@@ -293,8 +302,9 @@ def build_model(config: Config, prep: dict) -> keras.Model:
         cell=config.cell,
         attentional_activation=config.attentional,
         embedding=source_embedding if prep.get("shared") else None,
+        copy=config.copy,
         name="decoder",
-    )([target_in, memory, source_mask, h0, c0])
+    )([target_in, memory, source_mask, h0, c0, *([source] if config.copy else [])])
     model = keras.Model({"source": source, "target_in": target_in}, logits, name="translation")
     model.compile(
         optimizer=training.optimizer(config),

@@ -173,7 +173,8 @@ def test_unseen_words_are_spelled_from_pieces_never_unknown(subword_run):
         assert "[UNK]" not in text and "\u2047" not in text, text
 
 
-def test_a_shared_vocabulary_cuts_both_sides_with_one_model_and_one_embedding(tmp_path):
+def test_a_shared_vocabulary_cuts_both_sides_with_one_model_one_embedding_and_copies(tmp_path):
+    # One run for both options (copy needs the shared vocabulary): CI time.
     from lstm_recipes.run import Run
 
     data = tmp_path / "pairs.tsv"
@@ -183,7 +184,8 @@ def test_a_shared_vocabulary_cuts_both_sides_with_one_model_and_one_embedding(tm
         "run", "translation", "--preset", "tiny", "--data", str(data), "--run-dir", str(run_dir),
         "--set", "tokenizer=subword", "--set", "shared_vocabulary=true", "--set",
         "source_vocab=300", "--set", "max_examples=0", "--set", "epochs=1", "--set",
-        "test_size=20", "--set", "validation_size=20", "--set", "max_length=30",
+        "test_size=20", "--set", "validation_size=20", "--set", "max_length=30", "--set",
+        "copy=true",
     )  # fmt: skip
     prep = json.loads((run_dir / "preprocessing.json").read_text())
     assert prep["shared"] and prep["source_subword"] == prep["target_subword"]
@@ -193,6 +195,7 @@ def test_a_shared_vocabulary_cuts_both_sides_with_one_model_and_one_embedding(tm
     assert model.get_layer("decoder").embedding is model.get_layer("source_embedding")
     tables = [w for w in model.weights if w.path.endswith("embeddings")]
     assert [tuple(w.shape) for w in tables] == [(rows, 16)], "one embedding for both sides"
+    assert model.get_layer("decoder").copy_gate.built
     # The run's export passed the fresh-process check against evaluation's strings to land.
     assert (run_dir / "export" / "1" / "saved_model.pb").exists()
 

@@ -222,6 +222,77 @@ def test_decoder_steps_equal_the_teacher_forced_decoder(layers):
         np.testing.assert_allclose(logits, full[:, t], atol=1e-4)
 
 
+def _copying_decoder(gate_bias: float | None = None):
+    # A copying decoder over 20 ids, with its source, memory and start states.
+    decoder = attention.AttentionDecoder(20, 8, 12, attention="general", copy=True)
+    rng = np.random.default_rng(2)
+    source = np.array([[5, 9, 9, 4], [7, 11, 0, 0], [13, 0, 0, 0]], "int32")
+    memory = rng.normal(size=(3, 4, 10)).astype("float32")
+    h = rng.normal(size=(3, 12)).astype("float32")
+    c = rng.normal(size=(3, 12)).astype("float32")
+    target = rng.integers(2, 20, (3, 6)).astype("int32")
+    full = decoder([target, memory, source != 0, h, c, source]).numpy()
+    if gate_bias is not None:
+        decoder.copy_gate.bias.assign([gate_bias])
+    return decoder, source, memory, h, c, target, full
+
+
+def test_a_copying_decoder_gives_log_probabilities_and_its_steps_equal_teacher_forcing():
+    decoder, source, memory, h, c, target, full = _copying_decoder()
+    np.testing.assert_allclose(tf.reduce_logsumexp(full, -1), 0.0, atol=1e-5)
+    states, keys = [[h, c]], decoder.attention.keys(memory)
+    for t in range(target.shape[1]):
+        out, states = decoder.step(target[:, t], states, memory, keys, source != 0, source)
+        np.testing.assert_allclose(out, full[:, t], atol=1e-4)
+
+
+def test_the_copy_mixture_is_the_dense_mixture_with_repeated_ids_and_padding():
+    decoder = attention.AttentionDecoder(12, 4, 6, copy=True)
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 3, 12)).astype("float32")
+    gate = rng.normal(size=(2, 3, 1)).astype("float32")
+    source = np.array([[5, 7, 5, 0], [9, 9, 9, 2]], "int32")
+    weights = rng.random((2, 3, 4)).astype("float32") * (source != 0)[:, None]
+    weights /= weights.sum(-1, keepdims=True)
+    g = 1 / (1 + np.exp(-gate))
+    expected = g * np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for b, t, s in np.ndindex(weights.shape):
+        expected[b, t, source[b, s]] += (1 - g[b, t, 0]) * weights[b, t, s]
+    got = np.exp(decoder._mix(logits, gate, weights, source).numpy())
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_a_decoder_that_only_copies_writes_only_its_sources_pieces():
+    decoder, source, memory, h, c, *_ = _copying_decoder(gate_bias=-60.0)
+    out = decoding.search_attention_decoder(
+        decoder, decoder.start_states(h, c), memory, source != 0, 2, 3, 6, 3, source=source
+    ).numpy()
+    for ids, row in zip(out, source):
+        assert set(ids) <= set(row[row != 0]), (ids, row)
+
+
+def test_a_decoder_that_never_copies_searches_as_one_without_copying():
+    decoder, source, memory, h, c, *_ = _copying_decoder(gate_bias=60.0)
+    plain = attention.AttentionDecoder(20, 8, 12, attention="general")
+    plain([np.zeros((1, 1), "int32"), memory[:1], source[:1] != 0, h[:1], c[:1]])
+    kept = [w for w in decoder.weights if "copy_gate" not in w.path]
+    plain.set_weights([w.numpy() for w in kept])
+    for beam in (1, 3):
+        outs = [
+            decoding.search_attention_decoder(
+                d, d.start_states(h, c), memory, source != 0, 2, 3, 8, beam, source=source
+            ).numpy()
+            for d in (decoder, plain)
+        ]
+        np.testing.assert_array_equal(*outs)
+
+
+def test_copy_without_a_shared_vocabulary_is_refused():
+    config = dataclasses.replace(TINY, copy=True)
+    with pytest.raises(UserError, match="expected shared_vocabulary=true with copy=true"):
+        translation.fit_preprocessing(config, [("a b", "c d")])
+
+
 def test_dot_attention_needs_matching_widths():
     config = dataclasses.replace(TINY, attention="dot", encoder_units=8, decoder_units=12)
     with pytest.raises(UserError, match="attention=dot needs decoder_units = 2 x encoder_units"):
