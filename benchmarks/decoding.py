@@ -105,10 +105,10 @@ def measure(run_dir: Path, data: str | None, sentences: int, batch: int, root: P
     module, config, info = rundir.load_run(run_dir)
     if info.get("recipe", "translation") != "translation":
         sys.exit(f"expected a translation run; {run_dir} is a {info['recipe']} run")
-    prep = rundir.read_json(run_dir / "preprocessing.json")
-    model = training.load_model(module, config, prep, run_dir)
     if config.copy:
         sys.exit("expected a run without copy=true: the reference search has no copy path")
+    prep = rundir.read_json(run_dir / "preprocessing.json")
+    model = training.load_model(module, config, prep, run_dir)
     with reading.options_of(config):
         splits = module.load_data(config, data or info["data"], info.get("test_data"))
     sources = [pair[0] for pair in splits.test][:sentences]

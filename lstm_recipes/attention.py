@@ -215,10 +215,9 @@ class AttentionDecoder(layers.Layer):
         same = tf.equal(source[:, :, None], source[:, None, :]) & real[:, None, :]
         # (batch, T, S): at each source position, the weight of every position with its id.
         pooled = tf.einsum("bts,bus->btu", weights, tf.cast(same, tf.float32))
-        earlier = tf.linalg.band_part(tf.ones_like(same[0], tf.float32), 0, -1) - tf.eye(
-            tf.shape(source)[1]
-        )
-        repeated = tf.reduce_any(same & (earlier[None] > 0), 1)
+        positions = tf.range(tf.shape(source)[1])
+        before = positions[:, None] < positions[None, :]
+        repeated = tf.reduce_any(same & before, 1)  # its id is at an earlier position too
         first = tf.cast(real & ~repeated, tf.float32)[:, None]
         dense = tf.nn.log_softmax(logits) + tf.math.log_sigmoid(gate)
         ids = tf.broadcast_to(source[:, None], tf.shape(weights))
