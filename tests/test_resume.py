@@ -64,12 +64,16 @@ def train(recipe, args, run_dir, **kwargs):
 
 
 def kill_at_random_point(proc, run_dir, seed):
-    """SIGKILL once the first epoch's backup is written, after a seeded random extra delay."""
+    """SIGKILL once the first epoch's backup is written, after a seeded random extra delay, cut
+    short when the last epoch begins: on a fast machine the tiny epochs can all end within the
+    delay, and the kill must land mid-training."""
     deadline = time.time() + 300
     backup = run_dir / "backup" / "training_metadata.json"
     while not backup.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(random.Random(seed).uniform(0.0, 1.5))
+    until = time.time() + random.Random(seed).uniform(0.0, 1.5)
+    while time.time() < until and len(history(run_dir)) < EPOCHS - 1:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return len(history(run_dir))
