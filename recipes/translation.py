@@ -58,7 +58,16 @@ import tensorflow as tf
 from keras import ops
 
 from lstm_recipes import attention, blocks, cells, distribute, metrics, plots, seq2seq, training
-from lstm_recipes.data import Splits, bitext, pair_vocabulary, reading, stream, subword, vectors
+from lstm_recipes.data import (
+    Splits,
+    bitext,
+    names,
+    pair_vocabulary,
+    reading,
+    stream,
+    subword,
+    vectors,
+)
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
@@ -102,6 +111,7 @@ class Config:
     tokenizer: Literal["words", "subword"] = "words"  # subword: SentencePiece pieces, both sides
     shared_vocabulary: bool = False  # subword: one model and one embedding for both sides
     copy: bool = False  # shared_vocabulary: a pointer that can copy source pieces (names)
+    name_swap: float = 0.0  # share of name-keeping training pairs given made-up names (0-1)
     source_vocab: int = 8000  # source words kept (most frequent in training) or pieces learned
     target_vocab: int = 8000  # target words kept or pieces learned, specials included
     embedding_dim: int = 128  # width of both word embeddings (a vectors file sets the source's)
@@ -188,6 +198,8 @@ def load_data(
 def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) -> dict:
     """Source and target vocabularies (or subword models), fitted on the training pairs only;
     with ``embeddings``, the source vocabulary's pretrained vectors kept in ``run_dir``."""
+    if not 0.0 <= config.name_swap <= 1.0:
+        raise UserError(f"expected name_swap from 0 to 1 (a share), found {config.name_swap}")
     if config.copy and not config.shared_vocabulary:
         raise UserError(
             "expected shared_vocabulary=true with copy=true (a copied source piece must be a "
@@ -246,6 +258,11 @@ def _encode(config: Config, prep: dict, pairs: list, training: bool):
 def batches(config: Config, prep: dict, pairs, training: bool) -> tf.data.Dataset:
     """Length-bucketed batches of ({source, target_in}, target_out), right-padded with 0."""
     if isinstance(pairs, stream.Stream):
+        if config.name_swap:
+            raise UserError(
+                "expected pairs read into memory with name_swap (it picks names over the whole "
+                "training split), found a streamed corpus; drop name_swap"
+            )
         return seq2seq.streamed_pair_batches(
             pairs.dataset(*distribute.worker_of(config.strategy)),
             *_vectorizers(config, prep),
@@ -254,6 +271,8 @@ def batches(config: Config, prep: dict, pairs, training: bool) -> tf.data.Datase
             training=training,
             seed=config.seed,
         )
+    if training and config.name_swap:
+        pairs = names.swapped(pairs, config.name_swap, config.seed)
     source, target = _encode(config, prep, pairs, training)
     return seq2seq.pair_batches(
         source, target, config.batch_size, config.max_length, training=training, seed=config.seed
