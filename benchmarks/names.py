@@ -18,12 +18,48 @@ from pathlib import Path
 
 from common import machine, say
 
-NAMES = (
-    "Zbigniew Oluwaseun Siobhan Kazuhiro Ngozi Bartholomew Dagny Dmitri Priyanka Anneliese "
-    "Thandiwe Keanu Ravindra Svetlana Ignatius Mirela Chidi Wojciech Leocadia Tarquin Ebenezer "
-    "Xiomara Yevgeny Ottilie Fenwick Gudrun Hamish Jolanta Kwame Lorcan Mehmet Oksana Radek "
-    "Saoirse Ulrike Vesna Wendell Yusuf Zainab Masha"
-).split()
+NAMES = [
+    "Zbigniew",
+    "Oluwaseun",
+    "Siobhan",
+    "Kazuhiro",
+    "Ngozi",
+    "Bartholomew",
+    "Dagny",
+    "Dmitri",
+    "Priyanka",
+    "Anneliese",
+    "Thandiwe",
+    "Keanu",
+    "Ravindra",
+    "Svetlana",
+    "Ignatius",
+    "Mirela",
+    "Chidi",
+    "Wojciech",
+    "Leocadia",
+    "Tarquin",
+    "Ebenezer",
+    "Xiomara",
+    "Yevgeny",
+    "Ottilie",
+    "Fenwick",
+    "Gudrun",
+    "Hamish",
+    "Jolanta",
+    "Kwame",
+    "Lorcan",
+    "Mehmet",
+    "Oksana",
+    "Radek",
+    "Saoirse",
+    "Ulrike",
+    "Vesna",
+    "Wendell",
+    "Yusuf",
+    "Zainab",
+    "Masha",
+]
 
 
 def _word(name: str) -> re.Pattern:
