@@ -49,6 +49,11 @@ def say(*parts) -> None:
     print(*parts, flush=True)
 
 
+def say_figures(figures: dict) -> None:
+    """One line of ``name: value`` figures, split by bars."""
+    say(" | ".join(f"{k}: {v}" for k, v in figures.items()))
+
+
 def need(path: Path, quick: bool) -> bool:
     """True when ``path`` exists; otherwise, in --quick mode, say so and return False (the
     caller falls back to generated data); in a full run, exit with a clear message."""

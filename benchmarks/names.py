@@ -16,7 +16,7 @@ import argparse
 import re
 from pathlib import Path
 
-from common import machine, say
+from common import machine, say, say_figures
 
 NAMES = [
     "Zbigniew",
@@ -81,6 +81,8 @@ def probe(run_dir: Path, data: str | None, name: str) -> dict:
     unseen = [n for n in NAMES if n.lower() not in seen]
     pattern = _word(name)
     pairs = [(s, t) for s, t in splits.test if pattern.search(s) and pattern.search(t)]
+    if not pairs:
+        raise SystemExit(f"expected test pairs that keep {name!r} on both sides; found none")
     swapped = [unseen[i % len(unseen)] for i in range(len(pairs))]
     sources = [pattern.sub(new, s) for (s, _), new in zip(pairs, swapped)]
     model = training.load_model(module, config, prep, run_dir)
@@ -104,8 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     say(machine())
     for run in args.run:
-        figures = probe(Path(run), args.data, args.name)
-        say(" | ".join(f"{k}: {v}" for k, v in figures.items()))
+        say_figures(probe(Path(run), args.data, args.name))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import json
 import re
 from pathlib import Path
 
-from common import machine, say
+from common import machine, say, say_figures
 
 UNKNOWN = ("[UNK]", "\u2047")
 WORD = re.compile(r"[\w']+")
@@ -82,8 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     say(machine())
     for run in args.run:
-        figures = report(Path(run), args.data, args.rare)
-        say(" | ".join(f"{k}: {v}" for k, v in figures.items()))
+        say_figures(report(Path(run), args.data, args.rare))
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@ unknown pieces, a reproducible model, clear errors, and a translation run whose 
 evaluation's strings in a fresh process."""
 
 import csv
+import importlib.util
 import json
+import re
+import sys
 
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok, fresh_python
+from conftest import REPO, cli_ok, fresh_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -173,20 +176,47 @@ def test_unseen_words_are_spelled_from_pieces_never_unknown(subword_run):
         assert "[UNK]" not in text and "\u2047" not in text, text
 
 
-def test_a_shared_vocabulary_cuts_both_sides_with_one_model_one_embedding_and_copies(tmp_path):
+@TRANSLATION_RUN
+def test_the_names_probe_puts_unseen_names_in_every_test_pair_that_keeps_the_name(subword_run):
+    spec = importlib.util.spec_from_file_location("names_probe", REPO / "benchmarks" / "names.py")
+    probe = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec.loader.exec_module(probe)
+        result = probe.probe(subword_run, None, "anna")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    with open(subword_run / "translations.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    keeping = [r for r in rows if r["source"].startswith("anna ") and "anna" in r["reference"]]
+    assert result["pairs"] == len(keeping) > 0
+    # Dmitri is a name of this data's training sources too, so it is left out.
+    assert result["names"] == len([n for n in probe.NAMES if n.lower() not in NAMES]) == 39
+    for search in ("greedy", "beam"):
+        copied = int(result[f"{search}: unseen name copied"].split()[0])
+        assert 0 <= copied <= result["pairs"] and result[f"{search}: anna kept"] <= result["pairs"]
+        source, _ = result[f"{search} examples"][0]
+        assert "anna" not in source and source.split()[0] in probe.NAMES
+
+
+def test_a_shared_vocabulary_one_model_one_embedding_with_copy_and_name_swap(tmp_path):
     # One run for both options (copy needs the shared vocabulary): CI time.
     from lstm_recipes.run import Run
 
+    # And name_swap: pairs that keep a name past the first word, so there are names to swap.
+    kept = [(f"I see {n.title()} {k}.", f"Veo a {n.title()} {k}.") for n in NAMES for k in range(9)]
     data = tmp_path / "pairs.tsv"
-    data.write_text("".join(f"{s}\t{t}\n" for s, t in _pairs()), encoding="utf-8")
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in _pairs() + kept), encoding="utf-8")
     run_dir = tmp_path / "run"
-    cli_ok(
+    result = cli_ok(
         "run", "translation", "--preset", "tiny", "--data", str(data), "--run-dir", str(run_dir),
         "--set", "tokenizer=subword", "--set", "shared_vocabulary=true", "--set",
         "source_vocab=300", "--set", "max_examples=0", "--set", "epochs=1", "--set",
         "test_size=20", "--set", "validation_size=20", "--set", "max_length=30", "--set",
-        "copy=true",
+        "copy=true", "--set", "name_swap=1.0",
     )  # fmt: skip
+    swapped = re.search(r"name swap: ([\d,]+) of ([\d,]+) training pairs", result.output)
+    assert swapped and swapped[1] == swapped[2] and int(swapped[1]) > 20, result.output
     prep = json.loads((run_dir / "preprocessing.json").read_text())
     assert prep["shared"] and prep["source_subword"] == prep["target_subword"]
     rows = len(prep["source_vocabulary"]) + 2
