@@ -208,6 +208,11 @@ def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) 
     with ``embeddings``, the source vocabulary's pretrained vectors kept in ``run_dir``."""
     if not 0.0 <= config.name_swap <= 1.0:
         raise UserError(f"expected name_swap from 0 to 1 (a share), found {config.name_swap}")
+    if config.name_swap and isinstance(train, stream.Stream):
+        raise UserError(
+            "expected pairs read into memory with name_swap (it picks names over the whole "
+            "training split), found a streamed corpus; add --set name_swap=0"
+        )
     if config.copy and not config.shared_vocabulary:
         raise UserError(
             "expected shared_vocabulary=true with copy=true (a copied source piece must be a "
@@ -267,11 +272,6 @@ def _encode(config: Config, prep: dict, pairs: list, training: bool):
 def batches(config: Config, prep: dict, pairs, training: bool) -> tf.data.Dataset:
     """Length-bucketed batches of ({source, target_in}, target_out), right-padded with 0."""
     if isinstance(pairs, stream.Stream):
-        if config.name_swap:
-            raise UserError(
-                "expected pairs read into memory with name_swap (it picks names over the whole "
-                "training split), found a streamed corpus; drop name_swap"
-            )
         return seq2seq.streamed_pair_batches(
             pairs.dataset(*distribute.worker_of(config.strategy)),
             *_vectorizers(config, prep),

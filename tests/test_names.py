@@ -70,4 +70,4 @@ def test_a_name_swap_outside_0_to_1_and_on_a_stream_is_refused():
     config = dataclasses.replace(config, name_swap=0.5)
     shards = stream.Stream.__new__(stream.Stream)
     with pytest.raises(UserError, match="expected pairs read into memory with name_swap"):
-        translation.batches(config, {}, shards, training=True)
+        translation.fit_preprocessing(config, shards)
