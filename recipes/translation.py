@@ -205,38 +205,9 @@ def load_data(
 
 def fit_preprocessing(config: Config, train: list, run_dir: Path | None = None) -> dict:
     """Source and target vocabularies (or subword models), fitted on the training pairs only;
-    with ``embeddings``, the source vocabulary's pretrained vectors kept in ``run_dir``."""
-    if not 0.0 <= config.name_swap <= 1.0:
-        raise UserError(f"expected name_swap from 0 to 1 (a share), found {config.name_swap}")
-    if config.name_swap and isinstance(train, stream.Stream):
-        raise UserError(
-            "expected pairs read into memory with name_swap (it picks names over the whole "
-            "training split), found a streamed corpus; add --set name_swap=0"
-        )
-    if config.copy and not config.shared_vocabulary:
-        raise UserError(
-            "expected shared_vocabulary=true with copy=true (a copied source piece must be a "
-            "target piece), found shared_vocabulary=false"
-        )
-    if config.tokenizer == "subword":
-        if config.embeddings:
-            raise UserError(
-                "expected tokenizer=words with embeddings (a vectors file holds words), found "
-                "tokenizer=subword"
-            )
-        return pair_vocabulary.fit_subwords(config, train)
-    if config.shared_vocabulary:
-        raise UserError(
-            "expected tokenizer=subword with shared_vocabulary=true (words of two languages "
-            "share too little), found tokenizer=words; for words, also --set "
-            "shared_vocabulary=false --set copy=false"
-        )
-    prep = pair_vocabulary.fit_words(config, train)
-    if config.embeddings:
-        prep["embeddings"] = vectors.keep(
-            config.embeddings, prep["source_vocabulary"], run_dir, config.seed
-        )
-    return prep
+    with ``embeddings``, the source vocabulary's pretrained vectors kept in ``run_dir``. Options
+    that do not go together are refused first (``pair_vocabulary.fit``)."""
+    return pair_vocabulary.fit(config, train, run_dir)
 
 
 def _vectorizers(config: Config, prep: dict):

@@ -1,5 +1,6 @@
 """Translation's vocabularies, fitted on the training pairs only: the most frequent words of
-each side, or SentencePiece models (one per side, or one of both with ``shared_vocabulary``).
+each side, or SentencePiece models (one per side, or one of both with ``shared_vocabulary``);
+``fit`` first refuses the options that do not go together.
 
 Apart from ``bitext`` (which reads and splits the pairs) because these need TensorFlow and
 that does not.
@@ -7,9 +8,12 @@ that does not.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lstm_recipes import seq2seq
-from lstm_recipes.data import stream, subword
+from lstm_recipes.data import stream, subword, vectors
 from lstm_recipes.data import text as text_lib
+from lstm_recipes.errors import UserError
 
 
 def standardize_of(config):
@@ -72,4 +76,46 @@ def fit_subwords(config, train) -> dict:
     ):
         model, vocabulary = subword.fit(texts, size, config.lowercase, config.seed)
         prep[f"{side}_subword"], prep[f"{side}_vocabulary"] = model, vocabulary
+    return prep
+
+
+def fit(config, train, run_dir: Path | None = None) -> dict:
+    """Translation's ``fit_preprocessing``: the options' combination checked, then words or
+    subword models fitted; with ``embeddings``, the source words' vectors kept in ``run_dir``.
+
+    Args:
+        config: a translation config.
+        train: the training pairs (a list or a ``stream.Stream``).
+        run_dir: the run directory, where a vectors file's rows are kept (None: not kept).
+    """
+    if not 0.0 <= config.name_swap <= 1.0:
+        raise UserError(f"expected name_swap from 0 to 1 (a share), found {config.name_swap}")
+    if config.name_swap and isinstance(train, stream.Stream):
+        raise UserError(
+            "expected pairs read into memory with name_swap (it picks names over the whole "
+            "training split), found a streamed corpus; add --set name_swap=0"
+        )
+    if config.copy and not config.shared_vocabulary:
+        raise UserError(
+            "expected shared_vocabulary=true with copy=true (a copied source piece must be a "
+            "target piece), found shared_vocabulary=false"
+        )
+    if config.tokenizer == "subword":
+        if config.embeddings:
+            raise UserError(
+                "expected tokenizer=words with embeddings (a vectors file holds words), found "
+                "tokenizer=subword"
+            )
+        return fit_subwords(config, train)
+    if config.shared_vocabulary:
+        raise UserError(
+            "expected tokenizer=subword with shared_vocabulary=true (words of two languages "
+            "share too little), found tokenizer=words; for words, also --set "
+            "shared_vocabulary=false --set copy=false"
+        )
+    prep = fit_words(config, train)
+    if config.embeddings:
+        prep["embeddings"] = vectors.keep(
+            config.embeddings, prep["source_vocabulary"], run_dir, config.seed
+        )
     return prep
