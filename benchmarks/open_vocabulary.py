@@ -9,7 +9,10 @@ the run's own training split (the run's config and data, read again), then print
   reference also contains (names, numbers: words a translation keeps), how many the beam output
   has too;
 - the same for rare words (in at most ``--rare`` training sources, 5 by default) that source and
-  reference share: more of them, so a copy rate that two runs can be compared by.
+  reference share: more of them, so a copy rate that two runs can be compared by;
+- the numbers (digit runs) that source and reference share, and how many the beam output keeps;
+- the beam outputs that keep a source word of more than three letters that the reference does
+  not have (a copy where a translation was due).
 
     python benchmarks/open_vocabulary.py --data ../shared/data/translation/spa-eng/spa-eng.zip \\
         --run runs/words --run runs/subword
@@ -28,6 +31,7 @@ from common import machine, say, say_figures
 
 UNKNOWN = ("[UNK]", "\u2047")
 WORD = re.compile(r"[\w']+")
+DIGITS = re.compile(r"\d+")
 
 
 def words(text: str) -> list[str]:
@@ -47,6 +51,7 @@ def report(run: Path, data: str, rare: int = 5) -> dict:
     marked = {k: sum(any(u in row[k] for u in UNKNOWN) for row in rows) for k in ("beam", "greedy")}
     with_unseen, kept, copied = 0, 0, 0
     shared = collections.Counter()
+    over_copied = 0  # beam outputs that keep a source word (> 3 letters) the reference lacks
     for row in rows:
         unseen = [w for w in words(row["source"]) if w not in counts]
         with_unseen += bool(unseen)
@@ -55,7 +60,12 @@ def report(run: Path, data: str, rare: int = 5) -> dict:
             if word in reference:
                 kept += 1
                 copied += word in output
-        for word in set(words(row["source"])) & reference:
+        source = set(words(row["source"]))
+        over_copied += any(len(w) > 3 for w in (source & output) - reference)
+        numbers = set(DIGITS.findall(row["source"])) & set(DIGITS.findall(row["reference"]))
+        shared["numbers"] += len(numbers)
+        shared["numbers kept"] += len(numbers & set(DIGITS.findall(row["beam"])))
+        for word in source & reference:
             if counts[word] <= rare:
                 shared["all"] += 1
                 shared["beam"] += word in output
@@ -71,6 +81,9 @@ def report(run: Path, data: str, rare: int = 5) -> dict:
         "of those, in the beam output": copied,
         f"words in at most {rare} training sources that source and reference share": shared["all"],
         "of those, in the beam / greedy output": f"{shared['beam']} / {shared['greedy']}",
+        "numbers that source and reference share": shared["numbers"],
+        "numbers kept in the beam output": shared["numbers kept"],
+        "beam outputs keeping a source word (> 3 letters) the reference lacks": over_copied,
     }
 
 
