@@ -256,7 +256,7 @@ _ZERO_ALLOWED = {
     "sample_chars",
     "skip_bad_rows",
 }
-_MINIMUM = {"vocab_size": 3, "source_vocab": 3, "target_vocab": 3}
+_MINIMUM = {"vocab_size": 3, "source_vocab": 3, "target_vocab": 3, "dynamic_lr": 0.0}
 
 
 def minimum_of(key: str, annotation) -> float | None:

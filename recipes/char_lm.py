@@ -20,8 +20,8 @@ Expect validation loss about 1.47 nats/char in about 6 minutes. On tiny-shakespe
 (``input.txt`` is Karpathy's tiny-shakespeare from the char-rnn repository,
 ``data/tinyshakespeare/input.txt``; ``--data tfds:tiny_shakespeare`` is the same text.)
 
-Measured (2026-12-03): test loss 1.533 nats/char (2.212 bits/char) on the last 5% of the text,
-validation 1.402 on the 5% before it, 11 epochs in the 28-minute budget (benchmarks/RESULTS.md).
+Measured (2026-12-04, benchmarks/RESULTS.md): test 1.536 nats/char on the last 5% of the text in
+windows of 200, 1.522 read as one stream, 1.336 with dynamic evaluation (``dynamic_lr``).
 
 Export: ``generate(prompt: string[], num_chars: int32[], temperature: float32[], seed: int32[])
 -> {text: string[]}``, ``serving_default(text: string[None]) -> {bits_per_char: float32[None]}``
@@ -34,7 +34,6 @@ writes ``step`` with B = 1 and the id of each character in ``metadata.json``.
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import math
 from pathlib import Path
 from typing import Literal
@@ -42,10 +41,19 @@ from typing import Literal
 import keras
 import tensorflow as tf
 
-from lstm_recipes import blocks, cells, decoding, distribute, inspection, litert, stepping, training
-from lstm_recipes.data import Splits, charstream, files, reading, share, stream
+from lstm_recipes import (
+    blocks,
+    cells,
+    decoding,
+    distribute,
+    dynamic,
+    inspection,
+    litert,
+    stepping,
+    training,
+)
+from lstm_recipes.data import Splits, charstream, reading, share, stream
 from lstm_recipes.data.chars import CharCodec, window_batches
-from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
 from lstm_recipes.export import Serving
 from lstm_recipes.precision import Precision
@@ -98,6 +106,7 @@ class Config:
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     clipnorm: float = 5.0  # gradient-norm clipping
     max_minutes: float = 0.0  # stop training after this many minutes (0: no limit)
+    dynamic_lr: float = 0.0  # > 0: test also read as one stream, adapting by SGD at this rate
     sample_chars: int = 500  # length of the sample written after evaluation
     temperature: float = 0.8  # sampling temperature for that sample (<= 0: greedy)
     top_k: int = 0  # sample among the k likeliest characters (0: all)
@@ -122,38 +131,20 @@ PRESETS = {
         sample_chars=40,
     ),
     "default": Config(),
-    # 28 minutes on 2 CPU cores; dropout 0.3: test 1.533 nats/char, 0.1: 1.546 (one run each).
+    # 28 min on 2 cores; dropout and dynamic_lr picked on validation (benchmarks/RESULTS.md).
     "shakespeare": Config(
-        units=384, dropout=0.3, epochs=40, patience=3, lr_decay=0.95, max_minutes=28.0
-    ),
+        units=384,
+        dropout=0.3,
+        epochs=40,
+        patience=3,
+        lr_decay=0.95,
+        max_minutes=28.0,
+        dynamic_lr=0.3,
+    ),  # fmt: skip  # fmt: skip
 }
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def _read_text(config: Config, spec: str) -> str:
-    if spec == "builtin":
-        resource = importlib.resources.files("lstm_recipes.recipes") / "data/shakespeare.txt.gz"
-        with importlib.resources.as_file(resource) as path:
-            return files.read_text(Path(path))
-    if is_tfds_spec(spec):
-        splits, _ = load_tfds(spec, [config.text_column], "--data input.txt (a local text file)")
-        return "".join(
-            row[0] for name in ("train", "validation", "test") for row in splits.get(name, [])
-        )
-    path = Path(spec)
-    if path.is_dir():
-        parts = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")))
-        if not parts:
-            raise UserError(f"expected .txt or .txt.gz files in {path}, found none")
-        return "\n".join(files.read_text(p) for p in parts)
-    if not path.exists():
-        raise UserError(
-            f"expected --data to be builtin, tfds:NAME, a text file or a folder of .txt files; "
-            f"found no file or folder at {spec}"
-        )
-    return files.read_text(path)
 
 
 def load_data(
@@ -164,7 +155,7 @@ def load_data(
 ) -> Splits:
     """The text cut in order into train, validation (without --validation-data) and test
     (without --test-data); a glob streams its training blocks instead (see DATA_FORMS)."""
-    read = lambda spec: _read_text(config, spec)  # noqa: E731
+    read = lambda spec: charstream.read_text(spec, config.text_column)  # noqa: E731
     if charstream.is_stream_spec(data):
         if config.stateful:
             raise UserError(
@@ -174,7 +165,7 @@ def load_data(
         splits = charstream.load(data, test_data, validation_data, config, read)
         train_size = f"{len(splits.train):,} blocks"
     else:
-        text = _read_text(config, data)
+        text = charstream.read_text(data, config.text_column)
         if config.max_examples:
             text = text[: config.max_examples]
         test_chars = 0 if test_data else round(share(config.test_size, len(text)) * len(text))
@@ -303,6 +294,10 @@ class Generator(tf.Module):
         self.logits = model.get_layer("logits")
         self.config = config
 
+    def layers(self) -> tuple:
+        """(embedding, LSTM stack, logits): the model's layers in order."""
+        return self.embedding, self.lstm, self.logits
+
     def _run(self, ids, states):
         out, states = self.lstm.run(self.embedding(ids), training=False, initial_states=states)
         return self.logits(out), states
@@ -341,8 +336,9 @@ class Generator(tf.Module):
         return {"probabilities": tf.nn.softmax(logits[:, 0]), "states": stepping.pack(new)}
 
 
-def _inference_model(config: Config, model: keras.Model, prep: dict) -> keras.Model:
-    # A stateful model is tied to its training batch size; sampling needs batch 1.
+def inference_model(config: Config, model: keras.Model, prep: dict) -> keras.Model:
+    """The trained model, or for a stateful one (tied to its training batch size) a batch-free
+    twin with its weights: sampling and scoring read any number of texts."""
     if not config.stateful:
         return model
     twin = build_model(dataclasses.replace(config, stateful=False), prep)
@@ -357,7 +353,12 @@ def evaluate(config: Config, model: keras.Model, prep: dict, text: str, run_dir:
     """Loss in nats/char and bits/char, perplexity, and a sample written to sample.txt."""
     results = training.evaluate(model, batches(config, prep, text, training=False))
     nats = float(results["loss"])
-    generator = Generator(config, _inference_model(config, model, prep), prep)
+    generator = Generator(config, inference_model(config, model, prep), prep)
+    streams = {}
+    if config.dynamic_lr > 0:
+        streams = dynamic.static_and_dynamic(
+            config, generator.layers(), generator.codec.encode(text)
+        )
     sample = tf.function(generator.generate)(
         tf.constant(""), config.sample_chars, config.temperature, config.seed, config.top_k
     )
@@ -368,6 +369,7 @@ def evaluate(config: Config, model: keras.Model, prep: dict, text: str, run_dir:
         "bits_per_char": nats / math.log(2),
         "perplexity": math.exp(nats),
         "characters": len(text),
+        **streams,
         "sample": sample,
     }
 
@@ -383,7 +385,7 @@ def _step(config: Config, generator: Generator, batch: int | None) -> tuple:
 
 
 def serving(config: Config, model: keras.Model, prep: dict) -> Serving:
-    model = _inference_model(config, model, prep)
+    model = inference_model(config, model, prep)
     generator = Generator(config, model, prep)
 
     @tf.function(
@@ -420,7 +422,7 @@ def portable(config: Config, model: keras.Model, prep: dict) -> litert.Portable:
         model: the trained model (a stateful one is copied into a batch-free twin).
         prep: the unit and vocabulary.
     """
-    generator = Generator(config, _inference_model(config, model, prep), prep)
+    generator = Generator(config, inference_model(config, model, prep), prep)
     step, sample = _step(config, generator, 1)
     facts = {**generator.codec.facts(), **stepping.facts(config)}
     # Texts start with a newline, as `generate` and `score` start them (0 if never seen).

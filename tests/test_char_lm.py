@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import cli_ok
+from conftest import REPO, cli_ok
 from serving_edges import run_edge_inputs
 
 from lstm_recipes import decoding
@@ -42,6 +43,8 @@ def char_run(tmp_path_factory):
         "epochs=3",
         "--set",
         "max_examples=0",
+        "--set",
+        "dynamic_lr=0.3",
     )
     return run_dir
 
@@ -85,6 +88,11 @@ def test_run_writes_metrics_and_sample(char_run):
     assert (char_run / "sample.txt").read_text(encoding="utf-8") == metrics["sample"]
     # A repetitive text is easy: well under the 4.6 bits of a uniform guess over its characters.
     assert metrics["bits_per_char"] < 3.5
+    # The test text read as one stream, then adapting to it: a text that repeats is learned.
+    assert metrics["dynamic_nats_per_char"] < metrics["stream_nats_per_char"]
+    assert metrics["dynamic_bits_per_char"] == pytest.approx(
+        metrics["dynamic_nats_per_char"] / np.log(2)
+    )
 
 
 REPLAY = r"""
@@ -544,3 +552,26 @@ def test_inspect_reads_a_file_with_a_user_probe_and_refuses_bad_input_untouched(
         assert result.output.startswith(f"Error: {expected}"), result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "earlier output intact"
+
+
+def test_dynamic_eval_benchmark_picks_the_rate_on_validation_and_reports_its_test(char_run):
+    script = REPO / "benchmarks" / "dynamic_eval.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--run", str(char_run), "--rates", "0.3,3.0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = re.findall(
+        r"^rate: ([\d.]+) \| validation: ([\d.]+) .*test: ([\d.]+) \|", proc.stdout, re.M
+    )
+    table = {float(rate): (float(val), float(test)) for rate, val, test in rows}
+    assert set(table) == {0.0, 0.3, 3.0}, proc.stdout
+    chosen = re.search(
+        r"chosen rate \(lowest validation\): ([\d.]+) \| validation: [\d.]+ \| test: ([\d.]+)",
+        proc.stdout,
+    )
+    rate = float(chosen.group(1))
+    assert table[rate][0] == min(val for val, _ in table.values())
+    assert float(chosen.group(2)) == table[rate][1]

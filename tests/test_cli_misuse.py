@@ -40,6 +40,7 @@ def tree_digest(folder):
         (["run", "sentiment", "--set", "epochs=0"], "--set epochs: expected at least 1, got '0'"),
         (["run", "sentiment", "--set", "batch_size=-4"], "--set batch_size: expected at least 1"),
         (["run", "sentiment", "--set", "learning_rate=0"], "expected a positive number"),
+        (["run", "char_lm", "--set", "dynamic_lr=-1"], "--set dynamic_lr: expected at least 0.0"),
         (["run", "sentiment", "--data", "no/such/file.csv"], "found no file or folder at"),
         (["run", "translation", "--data", "a.en,b.de"], "expected a file at a.en, found none"),
         (["train", "char_lm", "--data", "no_such.txt"], "found no file or folder at no_such.txt"),

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.resources
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lstm_recipes.data import Splits, corpus, reading, records, shards
+from lstm_recipes.data import Splits, corpus, files, reading, records, shards
 from lstm_recipes.data.shards import Fields
 from lstm_recipes.data.stream import Stream
+from lstm_recipes.data.tfds import is_tfds_spec, load_tfds
 from lstm_recipes.errors import UserError
 
 BLOCK_CHARS = 16_384  # characters per block at most
@@ -166,6 +168,37 @@ def _blocks(size: float) -> float:
     # Shares stay shares; a count of characters becomes a count of blocks, at least one (a
     # count below 1 would be read as a share).
     return size if size < 1 else max(1.0, size / BLOCK_CHARS)
+
+
+def read_text(spec: str, text_column: str = "text") -> str:
+    """A whole text corpus as one string: ``builtin`` (char_lm's four plays), ``tfds:NAME`` (its
+    splits joined in order), a folder (its .txt / .txt.gz files in name order) or one file.
+
+    Args:
+        spec: what ``--data`` names.
+        text_column: the TFDS feature holding the text.
+    """
+    if spec == "builtin":
+        resource = importlib.resources.files("lstm_recipes.recipes") / "data/shakespeare.txt.gz"
+        with importlib.resources.as_file(resource) as path:
+            return files.read_text(Path(path))
+    if is_tfds_spec(spec):
+        splits, _ = load_tfds(spec, [text_column], "--data input.txt (a local text file)")
+        return "".join(
+            row[0] for name in ("train", "validation", "test") for row in splits.get(name, [])
+        )
+    path = Path(spec)
+    if path.is_dir():
+        parts = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")))
+        if not parts:
+            raise UserError(f"expected .txt or .txt.gz files in {path}, found none")
+        return "\n".join(files.read_text(p) for p in parts)
+    if not path.exists():
+        raise UserError(
+            f"expected --data to be builtin, tfds:NAME, a text file or a folder of .txt files; "
+            f"found no file or folder at {spec}"
+        )
+    return files.read_text(path)
 
 
 def held_out_text(spec: str, read_text: Callable[[str], str], text_column: str = "text") -> str:
