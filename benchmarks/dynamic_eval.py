@@ -18,19 +18,16 @@ from common import machine, say, say_figures
 
 def sweep(run_dir: Path, rates: list[float], decay: float, chars: int) -> dict:
     """Validation and test nats/char for each rate (0: static), and the rate validation picks."""
-    from lstm_recipes import dynamic, rundir, training
-    from lstm_recipes.data import reading
+    from lstm_recipes import dynamic
+    from lstm_recipes.run import Run
 
-    module, config, info = rundir.load_run(run_dir)
-    if info.get("recipe") != "char_lm":
-        raise SystemExit(f"expected a char_lm run; {run_dir} is a {info.get('recipe')} run")
-    prep = rundir.read_json(run_dir / "preprocessing.json")
-    with reading.options_of(config):
-        splits = module.load_data(
-            config, info["data"], info.get("test_data"), info.get("validation_data")
-        )
-    model = training.load_model(module, config, prep, run_dir)
-    generator = module.Generator(config, module.inference_model(config, model, prep), prep)
+    run = Run.reopen(run_dir)
+    if run.name != "char_lm":
+        raise SystemExit(f"expected a char_lm run; {run_dir} is a {run.name} run")
+    module, config, splits = run.module, run.config, run.splits
+    generator = module.Generator(
+        config, module.inference_model(config, run.model, run.prep), run.prep
+    )
     texts = {"validation": splits.validation, "test": splits.test}
     ids = {k: generator.codec.encode(v[:chars] if chars else v) for k, v in texts.items()}
     say(f"{run_dir}: validation {len(ids['validation']):,} and test {len(ids['test']):,} chars")

@@ -140,7 +140,7 @@ PRESETS = {
         lr_decay=0.95,
         max_minutes=28.0,
         dynamic_lr=0.3,
-    ),  # fmt: skip  # fmt: skip
+    ),
 }
 
 
