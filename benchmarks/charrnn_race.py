@@ -7,7 +7,10 @@ runs in its own process and trains on the same windows of the same text; slots a
 (recipe, PyTorch, recipe, ...) so that a busy machine slows them alike, after one untimed slot
 each (tracing, warm-up). PyTorch races at its faster thread count (1 or 2, probed first); the
 recipe with the thread settings ``lstm-recipes run`` uses. The figure is characters trained per
-second.
+second, the recipe's timed from its slot's first batch to its last (not to ``fit``'s return,
+which can wait seconds on tf.data: see ``common.batch_span``). ``--onednn-off`` adds PyTorch
+with oneDNN turned off (``torch.backends.mkldnn``): its CPU LSTM then steps ATen ops instead of
+oneDNN's one LSTM primitive per layer, which shows what that primitive is worth.
 
     python benchmarks/charrnn_race.py [--text ../shared/data/charlm/tinyshakespeare/input.txt]
     python benchmarks/charrnn_race.py --quick     # a small model, a few batches
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import SHARED_DATA, SlotWorker, best_torch_threads, machine, need, say
+from common import SHARED_DATA, SlotWorker, batch_span, best_torch_threads, machine, need, say
 
 TEXT = SHARED_DATA / "charlm" / "tinyshakespeare" / "input.txt"
 
@@ -58,20 +61,20 @@ def recipe_worker(state: Path) -> None:
     order = np.random.default_rng(0).permutation(len(data["x"]))
     ds = tf.data.Dataset.from_tensor_slices((data["x"][order] + 1, data["y"][order] + 1))
     batches = ds.repeat().batch(meta["batch"], drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    span = batch_span()
     for line in sys.stdin:
         n = int(line)
-        start = time.perf_counter()
-        model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)
-        seconds = time.perf_counter() - start
-        print(json.dumps({"seconds": seconds, "chars": n * meta["batch"] * meta["length"]}),
-              flush=True)  # fmt: skip
+        model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False, callbacks=[span])
+        print(json.dumps({"seconds": span.seconds, "chars": n * meta["batch"] * meta["length"],
+                          "after": span.after()}), flush=True)  # fmt: skip
 
 
-def torch_worker(state: Path, threads: int) -> None:
+def torch_worker(state: Path, threads: int, onednn: bool = True) -> None:
     import torch
     from torch import nn
 
     meta = json.loads((state / "meta.json").read_text())
+    torch.backends.mkldnn.enabled = onednn
     torch.manual_seed(0)
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
@@ -119,14 +122,17 @@ def main(argv=None) -> int:
     parser.add_argument("--slots", type=int, default=3, help="timed slots per contender")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: probe)")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--worker", choices=["recipe", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--onednn-off", action="store_true",
+                        help="also race PyTorch with oneDNN off")  # fmt: skip
+    parser.add_argument("--worker", choices=["recipe", "torch", "torch-plain"],
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker == "recipe":
         recipe_worker(args.state)
         return 0
-    if args.worker == "torch":
-        torch_worker(args.state, args.threads)
+    if args.worker in ("torch", "torch-plain"):
+        torch_worker(args.state, args.threads, onednn=args.worker == "torch")
         return 0
 
     from lstm_recipes import recipe as recipe_lib
@@ -155,8 +161,8 @@ def main(argv=None) -> int:
         f"{config.embedding_dim}, {config.layers} x LSTM {config.units}, batches of "
         f"{config.batch_size} x {config.seq_length} characters")  # fmt: skip
 
-    def torch_contender(threads: int) -> SlotWorker:
-        args_ = ["--worker", "torch", "--state", str(state), "--threads", str(threads)]
+    def torch_contender(threads: int, kind: str = "torch") -> SlotWorker:
+        args_ = ["--worker", kind, "--state", str(state), "--threads", str(threads)]
         return SlotWorker(__file__, args_)
 
     def probe(threads: int) -> float:
@@ -175,6 +181,8 @@ def main(argv=None) -> int:
         "recipe": SlotWorker(__file__, ["--worker", "recipe", "--state", str(state)]),
         "torch": torch_contender(threads),
     }
+    if args.onednn_off:
+        contenders["torch-plain"] = torch_contender(threads, "torch-plain")
     for worker in contenders.values():
         worker.run(3)  # untimed: tracing, warm-up
     totals = {name: [0, 0.0] for name in contenders}
@@ -183,8 +191,11 @@ def main(argv=None) -> int:
             result = worker.run(args.batches)
             totals[name][0] += result["chars"]
             totals[name][1] += result["seconds"]
+            after = (
+                f" (then {result['after']:.1f} s to return from fit)" if "after" in result else ""
+            )
             say(f"slot {slot + 1} {name}: {args.batches} batches in {result['seconds']:.1f} s, "
-                f"{result['chars'] / result['seconds']:,.0f} chars/s")  # fmt: skip
+                f"{result['chars'] / result['seconds']:,.0f} chars/s{after}")  # fmt: skip
     for worker in contenders.values():
         worker.close()
     import torch
@@ -195,6 +206,9 @@ def main(argv=None) -> int:
     say("|---|---|---|")
     say(f"| PyTorch {torch.__version__} (`nn.LSTM`, {threads} threads) | {rate['torch']:,.0f} "
         f"| 1.00 |")  # fmt: skip
+    if "torch-plain" in rate:
+        say(f"| PyTorch, oneDNN off (`torch.backends.mkldnn.enabled = False`) "
+            f"| {rate['torch-plain']:,.0f} | {rate['torch-plain'] / rate['torch']:.2f} |")  # fmt: skip
     say(f"| recipe (char_lm `{preset}` model, fused CPU LSTM) | {rate['recipe']:,.0f} "
         f"| {rate['recipe'] / rate['torch']:.2f} |")  # fmt: skip
     say(f"recipe / PyTorch: {rate['recipe'] / rate['torch']:.2f}x (goal >= 2.0)")

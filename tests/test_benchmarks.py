@@ -133,11 +133,29 @@ def test_vectors_load_finds_the_half_of_the_vocabulary_the_file_holds(tmp_path):
 
 
 @pytest.mark.slow
-def test_charrnn_race_quick_reports_both_contenders_and_their_ratio(tmp_path):
+def test_charrnn_race_quick_reports_every_contender_and_their_ratios(tmp_path):
     pytest.importorskip("torch")
-    out = bench("charrnn_race.py", "--quick", tmp_path=tmp_path)
-    rates = dict(re.findall(r"\| (PyTorch|recipe)\b[^|]*\| ([\d,]+) \|", out))
-    assert set(rates) == {"PyTorch", "recipe"}, out
-    torch_rate, recipe_rate = (float(rates[k].replace(",", "")) for k in ("PyTorch", "recipe"))
+    out = bench("charrnn_race.py", "--quick", "--onednn-off", tmp_path=tmp_path)
+    rows = [row.split("|") for row in out.splitlines() if re.match(r"\| (PyTorch|recipe)", row)]
+    rates = {row[1].split("(")[0].strip(): float(row[2].replace(",", "")) for row in rows}
+    assert len(rates) == 3 and {"recipe", "PyTorch, oneDNN off"} <= set(rates), out
+    torch_rate = next(v for k, v in rates.items() if k not in ("recipe", "PyTorch, oneDNN off"))
+    # Each ratio is the contender's rate over oneDNN-on PyTorch's, measured in this run.
+    for row in rows:
+        name = row[1].split("(")[0].strip()
+        assert float(row[3]) == pytest.approx(rates[name] / torch_rate, abs=0.006), row
     ratio = float(re.search(r"recipe / PyTorch: ([\d.]+)x", out).group(1))
-    assert ratio == pytest.approx(recipe_rate / torch_rate, abs=0.006), out
+    assert ratio == pytest.approx(rates["recipe"] / torch_rate, abs=0.006), out
+
+
+@pytest.mark.slow  # a minute of CI for a smoke run of a benchmark
+def test_imdb_ceiling_quick_rates_the_stack_and_recipe_against_the_reference(tmp_path):
+    out = bench("imdb_ceiling.py", "--quick", tmp_path=tmp_path)
+    rows = [row.split("|") for row in out.splitlines() if re.match(r"\| [kLr]", row)]
+    names = [row[1].split("(")[0].strip() for row in rows]
+    assert names == ["keras-io reference", "LSTM stack alone", "recipe"], out
+    rates = [float(row[2].replace(",", "")) for row in rows]
+    for row, rate in zip(rows, rates):
+        slowest, fastest = (float(v.replace(",", "")) for v in row[3].split("/"))
+        assert slowest <= rate <= fastest, row  # the median lies between the extremes
+        assert float(row[4]) == pytest.approx(rate / rates[0], abs=0.006), row
