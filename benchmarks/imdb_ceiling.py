@@ -26,6 +26,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from common import SHARED_DATA, machine, say
@@ -70,8 +71,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=24, help="recipe batches per slot")
     parser.add_argument("--rounds", type=int, default=4, help="timed slots per contender")
-    parser.add_argument("--quick", action="store_true", help="generated reviews, 2 small slots")
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="256 reviews (generated where the data is absent), 2 small slots",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED_DATA / "sentiment" / "imdb",
+        help="a folder with IMDB's train.csv.gz and test.csv.gz",
+    )
     args = parser.parse_args(argv)
     args.set, args.max_examples, args.test_examples = [], 0, 0
     if args.quick:
@@ -80,7 +90,6 @@ def main(argv=None) -> int:
 
     from lstm_recipes import fastpath
 
-    args.data = SHARED_DATA / "sentiment" / "imdb" if args.data is None else args.data
     fastpath.configure_cpu_threads()
     module, config, prep, splits, source = load(args)
     say("machine:", machine())
@@ -98,7 +107,7 @@ def main(argv=None) -> int:
     # The reference's batches hold about as many real tokens as the recipe's slot.
     x_ref, y_ref, _ = reference_arrays(prep, splits.train)
     per_batch = max(1, int((x_ref != 0).sum(axis=1).mean() * REFERENCE_BATCH))
-    count = max(2, recipe_tokens // per_batch)
+    count = min(max(2, recipe_tokens // per_batch), len(x_ref) // REFERENCE_BATCH)
     reference_batches = [
         (x_ref[i : i + REFERENCE_BATCH], y_ref[i : i + REFERENCE_BATCH])
         for i in range(0, count * REFERENCE_BATCH, REFERENCE_BATCH)
