@@ -139,7 +139,7 @@ PRESETS = {
         patience=3,
         lr_decay=0.95,
         max_minutes=28.0,
-        dynamic_lr=0.3,
+        dynamic_lr=0.2,
     ),
 }
 
