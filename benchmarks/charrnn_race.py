@@ -207,8 +207,9 @@ def main(argv=None) -> int:
     say(f"| PyTorch {torch.__version__} (`nn.LSTM`, {threads} threads) | {rate['torch']:,.0f} "
         f"| 1.00 |")  # fmt: skip
     if "torch-plain" in rate:
-        say(f"| PyTorch, oneDNN off (`torch.backends.mkldnn.enabled = False`) "
-            f"| {rate['torch-plain']:,.0f} | {rate['torch-plain'] / rate['torch']:.2f} |")  # fmt: skip
+        plain = rate["torch-plain"]
+        say(f"| PyTorch, oneDNN off (`torch.backends.mkldnn.enabled = False`) | {plain:,.0f} "
+            f"| {plain / rate['torch']:.2f} |")  # fmt: skip
     say(f"| recipe (char_lm `{preset}` model, fused CPU LSTM) | {rate['recipe']:,.0f} "
         f"| {rate['recipe'] / rate['torch']:.2f} |")  # fmt: skip
     say(f"recipe / PyTorch: {rate['recipe'] / rate['torch']:.2f}x (goal >= 2.0)")

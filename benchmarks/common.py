@@ -104,11 +104,13 @@ def best_torch_threads(measure, choices=(1, 2)) -> tuple[int, dict]:
 
 def batch_span():
     """A Keras callback timing a ``fit`` call from its first batch's start to its last batch's
-    end, and what ``fit`` spends after that (``after()``): returning from ``fit`` can wait
-    seconds for tf.data to let the epoch's autotuned iterator go (measured on char_lm's shape:
-    up to 14 s, in about half of the calls; never with autotuning off). A training pays that once per ``fit``; a slot that
-    calls ``fit`` would pay it per slot, which PyTorch's loop does not. ``seconds`` is the span
-    of the last ``fit``; ``after()`` the time since its last batch."""
+    end (``seconds``, of the last ``fit``), and the time since that last batch (``after()``).
+
+    Returning from ``fit`` can wait seconds for tf.data to let the epoch's autotuned iterator
+    go (measured on char_lm's shape: up to 14 s, in about half of the calls; never with
+    autotuning off). A training pays that once per ``fit``; a slot that calls ``fit`` would pay
+    it per slot, which PyTorch's loop does not.
+    """
     import keras
 
     class BatchSpan(keras.callbacks.Callback):

@@ -17,7 +17,7 @@ change outside the LSTM can meet it. Every contender runs with the recipe's CPU 
 (``fastpath.configure_cpu_threads``).
 
     python benchmarks/imdb_ceiling.py                 # about 5 minutes on 2 cores
-    python benchmarks/imdb_ceiling.py --quick         # smoke run on generated reviews
+    python benchmarks/imdb_ceiling.py --quick         # smoke run, 256 reviews
 """
 
 from __future__ import annotations

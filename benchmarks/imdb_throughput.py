@@ -19,8 +19,8 @@ so that a busy machine slows them alike:
 
 The figure compared is real (non-padding) tokens per second of training: each contender counts
 the tokens of its own inputs that are not padding. A Keras epoch is timed from its first batch
-to its last (``common.batch_span``). Accuracy is on the whole test file after the
-same number of epochs (not timed).
+to its last (``common.batch_span``). Accuracy is on the whole test file after the same number
+of epochs (not timed).
 
     python benchmarks/imdb_throughput.py --epochs 2 --torch     # about 25 minutes, 2 cores
     python benchmarks/imdb_throughput.py --quick                # smoke run, under a minute
