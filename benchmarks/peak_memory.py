@@ -56,16 +56,23 @@ def peak_rss(command: list[str], log: Path) -> tuple[int, float, int]:
     return os.waitstatus_to_exitcode(status), time.time() - start, usage.ru_maxrss // 1024
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_recipes(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse the options every per-recipe benchmark takes (recipes, ``--quick``, ``--keep``)
+    besides ``parser``'s own, and exit with a clear message on an unknown recipe."""
     parser.add_argument("recipes", nargs="*", default=list(PRESETS))
-    parser.add_argument("--minutes", type=float, default=3.0, help="training time per recipe")
     parser.add_argument("--quick", action="store_true", help="tiny presets on builtin data")
     parser.add_argument("--keep", type=Path, help="keep run directories and logs here")
     args = parser.parse_args(argv)
     unknown = set(args.recipes) - set(PRESETS)
     if unknown:
         sys.exit(f"expected recipes among {', '.join(PRESETS)}; found {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="training time per recipe")
+    args = parse_recipes(parser, argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="peak_memory_"))
     root.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0

@@ -52,6 +52,7 @@ def lstm_sequence(
     kernel: tf.Tensor,
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
+    products: tf.DType | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Every step's ``h`` and ``c`` of a Keras-layout LSTM over time-major inputs, with a
     hand-written gradient.
@@ -63,11 +64,23 @@ def lstm_sequence(
         kernel: ``[features, 4 * units]``, gates in Keras's order i, f, g, o.
         recurrent_kernel: ``[units, 4 * units]``.
         bias: ``[4 * units]``.
+        products: the dtype of the four products over all steps at once (the input
+            projection and, in the gradient, the input's and the weights'), e.g. bfloat16;
+            None keeps ``x``'s. Their results, the recurrence and the cell state stay in
+            ``x``'s dtype.
 
     Returns:
         ``(H, C)``, each ``[time, batch, units]``.
     """
     units = int(recurrent_kernel.shape[0])
+
+    def product(a, b):
+        # bfloat16 pays where a product is large: 2.6-3.3x float32's speed on an avx512_bf16
+        # CPU at [6400 x 128] @ [128 x 256] and up, but about 1.1x at one step's [64 x 64]
+        # @ [64 x 256], so the step-by-step recurrence keeps its dtype (benchmarks/RESULTS.md).
+        if products is None or products == a.dtype:
+            return tf.matmul(a, b)
+        return tf.cast(tf.matmul(tf.cast(a, products), tf.cast(b, products)), a.dtype)
 
     # Per-step tensors are read as x[t] of a time-major tensor and written whole to
     # TensorArrays: along the outermost axis TensorFlow shares buffers instead of copying.
@@ -77,7 +90,7 @@ def lstm_sequence(
         steps, batch, features = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
         scale = _gate_scale(units, dtype)
         x_flat = tf.reshape(x, [-1, features])
-        zx = tf.reshape(tf.matmul(x_flat, kernel * scale) + bias * scale, [steps, batch, 4 * units])
+        zx = tf.reshape(product(x_flat, kernel * scale) + bias * scale, [steps, batch, 4 * units])
         u_scaled = recurrent_kernel * scale
 
         def step(t, h, c, a_all, c_all):
@@ -129,11 +142,11 @@ def lstm_sequence(
             dz = tf.reshape(_stack(dzs, steps, batch, 4 * units, h0), [-1, 4 * units])
             h_prev = tf.reshape(tf.concat([h0[tf.newaxis], h_all[:-1]], axis=0), [-1, units])
             return (
-                tf.reshape(tf.matmul(dz, tf.transpose(kernel)), [steps, batch, features]),
+                tf.reshape(product(dz, tf.transpose(kernel)), [steps, batch, features]),
                 dh0,
                 dc0,
-                tf.matmul(tf.transpose(x_flat), dz),
-                tf.matmul(tf.transpose(h_prev), dz),
+                product(tf.transpose(x_flat), dz),
+                product(tf.transpose(h_prev), dz),
                 tf.reduce_sum(dz, axis=0),
             )
 
@@ -188,11 +201,11 @@ def _stack(array: tf.TensorArray, steps, batch, width: int, h0):
     return stacked
 
 
-def _split_sequence(x, h0, c0, kernel, recurrent_kernel, bias, loops: int):
+def _split_sequence(x, h0, c0, kernel, recurrent_kernel, bias, loops: int, products=None):
     # Independent slices of the batch as separate loops: TensorFlow runs them side by side, so a
     # unidirectional layer keeps more than one core busy (a BiLSTM's two directions already do).
     if loops <= 1:
-        return lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias)
+        return lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias, products)
     batch = tf.shape(h0)[0]
     part = batch // loops
     sizes = tf.stack([part] * (loops - 1) + [batch - part * (loops - 1)])
@@ -201,7 +214,7 @@ def _split_sequence(x, h0, c0, kernel, recurrent_kernel, bias, loops: int):
         tf.split(h0, sizes, axis=0, num=loops),
         tf.split(c0, sizes, axis=0, num=loops),
     )
-    results = [lstm_sequence(*p, kernel, recurrent_kernel, bias) for p in parts]
+    results = [lstm_sequence(*p, kernel, recurrent_kernel, bias, products) for p in parts]
     return tuple(tf.concat([r[k] for r in results], axis=1) for k in (0, 1))
 
 
@@ -217,6 +230,7 @@ def masked_lstm(
     go_backwards: bool = False,
     zero_output_for_mask: bool = False,
     loops: int = 1,
+    products: tf.DType | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
     """Keras's ``backend.lstm`` contract on the fused loop: ``(last_output, outputs, [h, c])``.
 
@@ -236,6 +250,7 @@ def masked_lstm(
         go_backwards: process the steps in reverse; outputs come in processing order.
         zero_output_for_mask: zeros, not the previous output, at masked steps.
         loops: run the batch as this many slices side by side (for more than one core).
+        products: the dtype of the products over all steps at once (``lstm_sequence``).
     """
     x = inputs
     if go_backwards:
@@ -243,7 +258,7 @@ def masked_lstm(
         mask = None if mask is None else tf.reverse(mask, axis=[1])
     if mask is None:
         h_all, c_all = _split_sequence(
-            tf.transpose(x, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias, loops
+            tf.transpose(x, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias, loops, products
         )
         h, c = h_all[-1], c_all[-1]
         outputs = tf.transpose(h_all, [1, 0, 2]) if return_sequences else h[:, tf.newaxis]
@@ -264,7 +279,7 @@ def masked_lstm(
 
     packed = tf.cond(right_padded, lambda: tf.identity(x), real_steps_first)
     h_all, c_all = _split_sequence(
-        tf.transpose(packed, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias, loops
+        tf.transpose(packed, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias, loops, products
     )
     last = tf.stack([tf.maximum(lengths - 1, 0), tf.range(tf.shape(x)[0])], axis=1)
     empty = (lengths == 0)[:, tf.newaxis]
@@ -326,11 +341,15 @@ class LSTM(compat.LSTMLoopHook):
     """
 
     def __init__(self, units, parallel_loops: int = 1, **kwargs):
-        if "dtype" not in kwargs and keras.mixed_precision.dtype_policy().name != "float32":
-            # Under a mixed policy the recurrence stays float32: its state accumulates rounding
-            # over every step (lstm_recipes.precision).
+        policy = keras.mixed_precision.dtype_policy()
+        # Under a mixed policy the recurrence stays float32: its state accumulates rounding
+        # over every step; only the fused loop's products over all steps at once take the
+        # policy's compute dtype, in training (lstm_recipes.precision).
+        mixed = policy.compute_dtype != "float32"
+        if "dtype" not in kwargs and mixed:
             kwargs["dtype"] = "float32"
         super().__init__(units, **kwargs)
+        self.products = tf.as_dtype(policy.compute_dtype) if mixed else None
         self.parallel_loops = int(parallel_loops)
 
     def get_config(self):
@@ -384,4 +403,5 @@ class LSTM(compat.LSTMLoopHook):
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
             loops=self.parallel_loops if training else 1,
+            products=self.products if training else None,
         )

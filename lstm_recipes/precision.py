@@ -3,14 +3,20 @@
 ``--set precision=mixed_bfloat16`` trains with Keras's mixed policy: variables, the optimizer
 and the loss stay float32; embeddings, attention and dense layers (the vocabulary projections
 among them) compute in bfloat16. The LSTM layers (``fused.LSTM``: cells ``lstm`` and ``np``)
-stay float32, since a recurrence accumulates rounding over hundreds of steps. Evaluation,
-decoding and export build the model in float32 from the same float32 weights, so an export
-serves on any CPU.
+keep their recurrence and cell state float32, since a recurrence accumulates rounding over
+hundreds of steps; in training, the fused loop's products over all steps at once (the input
+projection, and the gradient's input and weight products) run in bfloat16, where the speed is
+(``fused.lstm_sequence``). Evaluation, decoding and export build the model in float32 from the
+same float32 weights, so an export serves on any CPU.
 
 bfloat16 is fast only with hardware support; elsewhere TensorFlow emulates it, slower than
 float32. So the option is refused, in one line, on a CPU without bfloat16 instructions
 (``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``) and no GPU.
 ``LSTM_RECIPES_EMULATED_BF16=1`` allows it anyway (tests run the path that way).
+
+``precision=auto`` is ``mixed_bfloat16`` on a CPU with those instructions and ``float32``
+elsewhere: the real-data presets where bfloat16 measured faster at an equal or better test
+metric default to it (benchmarks/RESULTS.md, "bfloat16").
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 
 from lstm_recipes.errors import UserError
 
-Precision = typing.Literal["float32", "mixed_bfloat16"]
+Precision = typing.Literal["float32", "mixed_bfloat16", "auto"]
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -43,6 +49,19 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     return [flag for flag in BF16_FLAGS if flag in flags]
 
 
+def resolve(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The Keras policy a config's ``precision`` trains with: ``auto`` becomes
+    ``mixed_bfloat16`` where the CPU has bfloat16 instructions, else ``float32``.
+
+    Args:
+        precision: the config's ``precision``.
+        cpuinfo: the CPU flags file (a parameter for tests).
+    """
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if cpu_bf16_flags(cpuinfo) else "float32"
+
+
 def check(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
     """Refuse ``mixed_bfloat16`` where it would run emulated, in one line.
 
@@ -50,7 +69,7 @@ def check(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
         precision: the config's ``precision``.
         cpuinfo: the CPU flags file (a parameter for tests).
     """
-    if precision != "mixed_bfloat16" or cpu_bf16_flags(cpuinfo):
+    if resolve(precision, cpuinfo) != "mixed_bfloat16" or cpu_bf16_flags(cpuinfo):
         return
     if os.environ.get("LSTM_RECIPES_EMULATED_BF16", "").strip() == "1":
         return
@@ -70,12 +89,12 @@ def training_policy(precision: str):
     """Keras's global dtype policy set to ``precision`` while a model is built for training.
 
     Args:
-        precision: ``float32`` or ``mixed_bfloat16``.
+        precision: ``float32``, ``mixed_bfloat16`` or ``auto`` (``resolve``).
     """
     import keras
 
     before = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(precision)
+    keras.mixed_precision.set_dtype_policy(resolve(precision))
     try:
         yield
     finally:

@@ -173,8 +173,9 @@ def fit(
     policy = getattr(config, "precision", "float32")
     with scope, precision.training_policy(policy):
         model = module.build_model(config, prep)
-    if policy != "float32":
-        print(f"precision {policy}: layers compute {precision.describe(model)}")
+    if precision.resolve(policy) != "float32":
+        shown = policy if policy != "auto" else f"auto ({precision.resolve(policy)} on this CPU)"
+        print(f"precision {shown}: layers compute {precision.describe(model)}")
     fastpath.check_model(model)
     train = module.batches(config, prep, splits.train, training=True)
     validation = module.batches(config, prep, splits.validation, training=False)

@@ -99,7 +99,7 @@ class Config:
     test_size: float = 0.2  # groups held out for test when no --test-data: a share or a count
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
-    precision: Precision = "float32"  # mixed_bfloat16: on CPUs with bf16 instructions
+    precision: Precision = "float32"  # mixed_bfloat16 (CPUs with bf16 instructions) or auto
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing

@@ -112,7 +112,7 @@ class Config:
     attention_plots: int = 3  # test images drawn with their attention per word
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
-    precision: Precision = "float32"  # mixed_bfloat16: on CPUs with bf16 instructions
+    precision: Precision = "float32"  # mixed_bfloat16 (CPUs with bf16 instructions) or auto
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing

@@ -159,3 +159,21 @@ def test_imdb_ceiling_quick_rates_the_stack_and_recipe_against_the_reference(tmp
         slowest, fastest = (float(v.replace(",", "")) for v in row[3].split("/"))
         assert slowest <= rate <= fastest, row  # the median lies between the extremes
         assert float(row[4]) == pytest.approx(rate / rates[0], abs=0.006), row
+
+
+@pytest.mark.slow  # two tiny trainings; emulated bfloat16 where the CPU lacks it
+def test_bfloat16_quick_trains_both_precisions_and_rates_one_against_the_other(tmp_path):
+    out = bench("bfloat16.py", "--quick", "sentiment", tmp_path=tmp_path)
+    assert "'layers': 'all float32'" in out.split("sentiment float32:")[1].split("\n")[0], out
+    bf16_line = out.split("sentiment mixed_bfloat16:")[1].split("\n")[0]
+    assert re.search(r"'layers': '\d+ in bfloat16, \d+ in float32'", bf16_line), out
+    row = re.search(
+        r"^\| sentiment \| .* \| accuracy \| ([\d,]+) ex/s, ([\d.]+) \| ([\d,]+) ex/s, ([\d.]+) "
+        r"\| ([\d.]+)x \|$",
+        out,
+        re.M,
+    )
+    assert row, out
+    f32, f32_metric, bf16, bf16_metric, ratio = (float(v.replace(",", "")) for v in row.groups())
+    assert 0 <= f32_metric <= 1 and 0 <= bf16_metric <= 1
+    assert ratio == pytest.approx(bf16 / f32, abs=0.006), row.group(0)

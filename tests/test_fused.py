@@ -30,6 +30,18 @@ def _outputs_and_gradients(layer, x, mask, h0, c0, weights):
     return [out, h, c] + tape.gradient(loss, [x, h0, c0] + layer.trainable_weights)
 
 
+def _same_weights_and_inputs(first, second, rng):
+    # Both layers built with the same random weights; returns inputs x, h0 and c0.
+    for layer in (first, second):
+        layer.build((B, T, D))
+    weights = [rng.normal(size=w.shape).astype("float32") * 0.5 for w in first.get_weights()]
+    first.set_weights(weights)
+    second.set_weights(weights)
+    x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
+    h0, c0 = (tf.constant(rng.normal(size=(B, U)).astype("float32")) for _ in range(2))
+    return x, h0, c0
+
+
 @pytest.mark.parametrize(
     "mask_name, go_backwards, return_sequences, zero_output, loops",
     [(*case, 1) for case in itertools.product(MASKS, (False, True), (False, True), (False, True))]
@@ -48,13 +60,7 @@ def test_fused_loop_equals_keras_loop(
     )
     reference = keras.layers.LSTM(U, **kwargs)
     candidate = fused.LSTM(U, parallel_loops=loops, **kwargs)
-    for layer in (reference, candidate):
-        layer.build((B, T, D))
-    weights = [rng.normal(size=w.shape).astype("float32") * 0.5 for w in reference.get_weights()]
-    reference.set_weights(weights)
-    candidate.set_weights(weights)
-    x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
-    h0, c0 = (tf.constant(rng.normal(size=(B, U)).astype("float32")) for _ in range(2))
+    x, h0, c0 = _same_weights_and_inputs(reference, candidate, rng)
     mask = None if MASKS[mask_name] is None else tf.constant(MASKS[mask_name])
     out_weights = tf.constant(rng.normal(size=(B, T if return_sequences else 1, U)), tf.float32)
 
@@ -172,3 +178,33 @@ def test_fused_loop_takes_the_empty_batch_tf_distribute_feeds_a_worker_out_of_da
     out, grads = step(tf.zeros([0, 0, 3]))
     assert out.shape == (0, 0, 4)
     assert all(float(tf.reduce_sum(tf.abs(g))) == 0.0 for g in grads)
+
+
+def test_bfloat16_products_train_near_float32_and_leave_inference_exact():
+    rng = np.random.default_rng(2)
+    kwargs = dict(return_sequences=True, return_state=True)
+    plain = fused.LSTM(U, **kwargs)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = fused.LSTM(U, **kwargs)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert plain.products is None and mixed.products == tf.bfloat16
+    assert mixed.compute_dtype == "float32"  # the recurrence and its state stay float32
+    x, h0, c0 = _same_weights_and_inputs(plain, mixed, rng)
+    mask = tf.constant(MASKS["right"])
+    out_weights = tf.constant(rng.normal(size=(B, T, U)), tf.float32)
+    expected = _outputs_and_gradients(plain, x, mask, h0, c0, out_weights)
+    found = _outputs_and_gradients(mixed, x, mask, h0, c0, out_weights)
+    names = ["outputs", "h", "c", "d_inputs", "d_h0", "d_c0", "d_kernel", "d_recurrent", "d_bias"]
+    for name, a, b in zip(names, expected, found):
+        a, b = a.numpy(), b.numpy()
+        # bfloat16 keeps 8 significant bits: errors of about 2 ** -8 of each value's scale
+        scale = np.abs(a).max() + 1e-6
+        assert np.abs(b - a).max() / scale < 0.03, name
+    assert not np.array_equal(expected[0].numpy(), found[0].numpy())  # bfloat16 did run
+    # Evaluation, decoding and export run the float32 products: the very numbers of float32.
+    np.testing.assert_array_equal(
+        mixed(x, mask=mask, initial_state=[h0, c0], training=False)[0].numpy(),
+        plain(x, mask=mask, initial_state=[h0, c0], training=False)[0].numpy(),
+    )

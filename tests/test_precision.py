@@ -64,7 +64,7 @@ def test_an_unknown_precision_names_the_choices(tmp_path):
         main, ["train", "sentiment", "--preset", "tiny", "--set", "precision=float16"]
     )
     assert result.exit_code == 2
-    assert "expected one of float32, mixed_bfloat16, got 'float16'" in result.output
+    assert "expected one of float32, mixed_bfloat16, auto, got 'float16'" in result.output
 
 
 def test_the_mixed_policy_keeps_lstms_float32_and_is_reset_after_building():
@@ -95,3 +95,24 @@ def test_a_mixed_bfloat16_translation_run_trains_evaluates_and_exports(tmp_path,
     assert config["precision"] == "mixed_bfloat16"
     # The export serves float32 from the float32 weights (verified in a fresh process on export).
     assert (run_dir / "export" / "1" / "saved_model.pb").exists()
+
+
+def test_auto_is_mixed_bfloat16_only_where_the_cpu_has_bfloat16(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSTM_RECIPES_EMULATED_BF16", raising=False)
+    plain, bf16 = cpuinfo(tmp_path), tmp_path / "bf16"
+    bf16.write_text(FLAGS.format(" avx512_bf16"))
+    assert precision.resolve("auto", plain) == "float32"
+    assert precision.resolve("auto", bf16) == "mixed_bfloat16"
+    assert precision.resolve("float32", bf16) == "float32"
+    precision.check("auto", plain)  # never refused: it falls back to float32
+
+
+def test_a_run_with_precision_auto_says_what_it_chose(tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli_ok(
+        "train", "sentiment", "--preset", "tiny", "--run-dir", str(run_dir),
+        "--set", "precision=auto", "--set", "epochs=1",
+    )  # fmt: skip
+    chosen = "precision auto (mixed_bfloat16 on this CPU): layers compute"
+    assert (chosen in result.output) == HAS_BF16, result.output
+    assert json.loads((run_dir / "config.json").read_text())["precision"] == "auto"
