@@ -42,7 +42,6 @@ LAYERS = re.compile(r"^precision mixed_bfloat16: layers compute (.*)$", re.M)
 
 
 def _main_metric(recipe: str) -> str:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from lstm_recipes import recipe as recipe_lib
 
     return getattr(recipe_lib.load_recipe(recipe), "MAIN_METRIC", "accuracy")

@@ -69,7 +69,7 @@ def check(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
         precision: the config's ``precision``.
         cpuinfo: the CPU flags file (a parameter for tests).
     """
-    if resolve(precision, cpuinfo) != "mixed_bfloat16" or cpu_bf16_flags(cpuinfo):
+    if precision != "mixed_bfloat16" or cpu_bf16_flags(cpuinfo):  # auto never asks for emulation
         return
     if os.environ.get("LSTM_RECIPES_EMULATED_BF16", "").strip() == "1":
         return
@@ -89,12 +89,12 @@ def training_policy(precision: str):
     """Keras's global dtype policy set to ``precision`` while a model is built for training.
 
     Args:
-        precision: ``float32``, ``mixed_bfloat16`` or ``auto`` (``resolve``).
+        precision: ``float32`` or ``mixed_bfloat16`` (``resolve`` turns ``auto`` into one).
     """
     import keras
 
     before = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(resolve(precision))
+    keras.mixed_precision.set_dtype_policy(precision)
     try:
         yield
     finally:

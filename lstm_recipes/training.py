@@ -170,11 +170,12 @@ def fit(
     distribute.check_same_on_every_worker(strategy, prep, "preprocessing")
     keras.utils.set_random_seed(config.seed)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    policy = getattr(config, "precision", "float32")
+    asked = getattr(config, "precision", "float32")
+    policy = precision.resolve(asked)
     with scope, precision.training_policy(policy):
         model = module.build_model(config, prep)
-    if precision.resolve(policy) != "float32":
-        shown = policy if policy != "auto" else f"auto ({precision.resolve(policy)} on this CPU)"
+    if policy != "float32":
+        shown = asked if asked == policy else f"{asked} ({policy} on this CPU)"
         print(f"precision {shown}: layers compute {precision.describe(model)}")
     fastpath.check_model(model)
     train = module.batches(config, prep, splits.train, training=True)
