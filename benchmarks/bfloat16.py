@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from common import machine, say
-from peak_memory import MODELS, PRESETS, D, parse_recipes
+from peak_memory import PRESETS, missing_data, parse_recipes, shown
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The line a run prints at the end of each epoch (lstm_recipes.training.Progress).
@@ -116,9 +116,7 @@ def main(argv=None) -> int:
     rows, failed = [], 0
     for recipe in args.recipes:
         flags = flags_for(recipe, args.minutes, args.epochs, args.quick)
-        missing = [f for f in flags if f.startswith(str(D)) and not Path(f).exists()]
-        if missing:
-            say(f"{recipe}: skipped, expected {missing[0]} (see ../shared/data/README.md)")
+        if missing_data(recipe, flags):
             continue
         found = {}
         for precision in PRECISIONS:
@@ -132,11 +130,6 @@ def main(argv=None) -> int:
     say("| recipe | flags | metric | float32 | mixed_bfloat16 | speed-up |")
     say("|---|---|---|---|---|---|")
     for recipe, flags, found in rows:
-        shown = (
-            " ".join(flags)
-            .replace(str(D), "../shared/data")
-            .replace(str(MODELS), "../shared/models")
-        )
         cells = []
         for precision in PRECISIONS:
             r = found[precision]
@@ -148,7 +141,7 @@ def main(argv=None) -> int:
         f32, bf16 = (found[p].get("examples_per_second") for p in PRECISIONS)
         ratio = f"{bf16 / f32:.2f}x" if f32 and bf16 else "n/a"
         say(
-            f"| {recipe} | `{shown}` | {_main_metric(recipe)} | {cells[0]} | {cells[1]} | {ratio} |"
+            f"| {recipe} | `{shown(flags)}` | {_main_metric(recipe)} | {cells[0]} | {cells[1]} | {ratio} |"
         )
     return 1 if failed else 0
 

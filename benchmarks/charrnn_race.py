@@ -5,8 +5,10 @@ The shape is char_lm's ``shakespeare`` preset (embedding 64, two unidirectional 
 the shape where PyTorch's fused CPU LSTM is strongest, no padding and no masks. Each contender
 runs in its own process and trains on the same windows of the same text; slots are interleaved
 (recipe, PyTorch, recipe, ...) so that a busy machine slows them alike, after one untimed slot
-each (tracing, warm-up). PyTorch races at its faster thread count (1 or 2, probed first); the
-recipe with the thread settings ``lstm-recipes run`` uses. The figure is characters trained per
+each (tracing, warm-up). The recipe trains in its preset's precision (``auto``: bfloat16
+products where the CPU has bfloat16 instructions) with the thread settings ``lstm-recipes run``
+uses; PyTorch races at its faster thread count (1 or 2) and, where the recipe trains in
+bfloat16, its faster precision (float32, or ``torch.autocast`` in bfloat16), all probed first. The figure is characters trained per
 second, the recipe's timed from its slot's first batch to its last (not to ``fit``'s return,
 which can wait seconds on tf.data: see ``common.batch_span``). ``--onednn-off`` adds PyTorch
 with oneDNN turned off (``torch.backends.mkldnn``): its CPU LSTM then steps ATen ops instead of
@@ -46,7 +48,7 @@ def recipe_worker(state: Path) -> None:
     import keras
     import tensorflow as tf
 
-    from lstm_recipes import fastpath
+    from lstm_recipes import fastpath, precision
     from lstm_recipes import recipe as recipe_lib
 
     meta = json.loads((state / "meta.json").read_text())
@@ -56,7 +58,10 @@ def recipe_worker(state: Path) -> None:
     keras.utils.set_random_seed(0)
     data = np.load(state / "windows.npz")
     prep = {"unit": "chars", "vocabulary": meta["chars"]}
-    model = module.build_model(config, prep)
+    # In the preset's precision, as `lstm-recipes train` builds it (auto: bfloat16 products
+    # where the CPU has bfloat16 instructions).
+    with precision.training_policy(precision.resolve(config.precision)):
+        model = module.build_model(config, prep)
     # The recipe's ids: 0 is kept for unseen characters, so the text's ids shift by one.
     order = np.random.default_rng(0).permutation(len(data["x"]))
     ds = tf.data.Dataset.from_tensor_slices((data["x"][order] + 1, data["y"][order] + 1))
@@ -69,7 +74,7 @@ def recipe_worker(state: Path) -> None:
                           "after": span.after()}), flush=True)  # fmt: skip
 
 
-def torch_worker(state: Path, threads: int, onednn: bool = True) -> None:
+def torch_worker(state: Path, threads: int, onednn: bool = True, bf16: bool = False) -> None:
     import torch
     from torch import nn
 
@@ -106,8 +111,9 @@ def torch_worker(state: Path, threads: int, onednn: bool = True) -> None:
         for _ in range(n):
             rows = torch.randint(0, len(x), (batch,), generator=generator)
             optimizer.zero_grad()
-            logits = net(x[rows] + 1)
-            loss = loss_fn(logits.reshape(-1, size), (y[rows] + 1).reshape(-1))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x[rows] + 1)
+            loss = loss_fn(logits.float().reshape(-1, size), (y[rows] + 1).reshape(-1))
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), meta["clipnorm"])
             optimizer.step()
@@ -127,14 +133,16 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", choices=["recipe", "torch", "torch-plain"],
                         help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker == "recipe":
         recipe_worker(args.state)
         return 0
     if args.worker in ("torch", "torch-plain"):
-        torch_worker(args.state, args.threads, onednn=args.worker == "torch")
+        torch_worker(args.state, args.threads, onednn=args.worker == "torch", bf16=args.bf16)
         return 0
 
+    from lstm_recipes import precision
     from lstm_recipes import recipe as recipe_lib
 
     say("machine:", machine())
@@ -161,28 +169,44 @@ def main(argv=None) -> int:
         f"{config.embedding_dim}, {config.layers} x LSTM {config.units}, batches of "
         f"{config.batch_size} x {config.seq_length} characters")  # fmt: skip
 
-    def torch_contender(threads: int, kind: str = "torch") -> SlotWorker:
-        args_ = ["--worker", kind, "--state", str(state), "--threads", str(threads)]
-        return SlotWorker(__file__, args_)
+    policy = precision.resolve(config.precision)
+    say(f"recipe precision: {config.precision}"
+        + (f" ({policy} on this CPU)" if policy != config.precision else ""))  # fmt: skip
 
-    def probe(threads: int) -> float:
-        worker = torch_contender(threads)
+    def torch_contender(threads: int, kind: str = "torch", bf16: bool = False) -> SlotWorker:
+        args_ = ["--worker", kind, "--state", str(state), "--threads", str(threads)]
+        return SlotWorker(__file__, args_ + (["--bf16"] if bf16 else []))
+
+    def probe(threads: int, bf16: bool) -> float:
+        worker = torch_contender(threads, bf16=bf16)
         worker.run(2)  # warm-up
         result = worker.run(max(args.batches // 3, 3))
         worker.close()
         return result["chars"] / result["seconds"]
 
-    threads = args.threads
+    # PyTorch may race in bfloat16 (autocast) only where the recipe does; it takes whichever
+    # precision and thread count it is faster with.
+    threads, bf16 = args.threads, policy == "mixed_bfloat16"
     if not threads:
-        threads, rates = best_torch_threads(probe)
-        say("PyTorch threads probed (" + ", ".join(f"{n}: {r:,.0f} chars/s" for n, r in
-            rates.items()) + f"); racing with {threads}")  # fmt: skip
+        best = {}
+        for candidate in sorted({False, bf16}):
+            found, rates = best_torch_threads(lambda n, c=candidate: probe(n, c))
+            best[candidate] = found, rates[found]
+            say(
+                f"PyTorch threads probed, {'bfloat16 autocast' if candidate else 'float32'} ("
+                + ", ".join(f"{n}: {r:,.0f} chars/s" for n, r in rates.items())
+                + ")"
+            )
+        bf16 = max(best, key=lambda c: best[c][1])
+        threads = best[bf16][0]
+    torch_shown = "bfloat16 autocast" if bf16 else "float32"
+    say(f"PyTorch races with {threads} threads, {torch_shown}")
     contenders = {
         "recipe": SlotWorker(__file__, ["--worker", "recipe", "--state", str(state)]),
-        "torch": torch_contender(threads),
+        "torch": torch_contender(threads, bf16=bf16),
     }
     if args.onednn_off:
-        contenders["torch-plain"] = torch_contender(threads, "torch-plain")
+        contenders["torch-plain"] = torch_contender(threads, "torch-plain", bf16)
     for worker in contenders.values():
         worker.run(3)  # untimed: tracing, warm-up
     totals = {name: [0, 0.0] for name in contenders}
@@ -204,13 +228,14 @@ def main(argv=None) -> int:
     say("")
     say("| contender | characters/s | ratio |")
     say("|---|---|---|")
-    say(f"| PyTorch {torch.__version__} (`nn.LSTM`, {threads} threads) | {rate['torch']:,.0f} "
+    say(f"| PyTorch {torch.__version__} (`nn.LSTM`, {threads} threads, {torch_shown}) "
+        f"| {rate['torch']:,.0f} "
         f"| 1.00 |")  # fmt: skip
     if "torch-plain" in rate:
         plain = rate["torch-plain"]
         say(f"| PyTorch, oneDNN off (`torch.backends.mkldnn.enabled = False`) | {plain:,.0f} "
             f"| {plain / rate['torch']:.2f} |")  # fmt: skip
-    say(f"| recipe (char_lm `{preset}` model, fused CPU LSTM) | {rate['recipe']:,.0f} "
+    say(f"| recipe (char_lm `{preset}` model, fused CPU LSTM, {policy}) | {rate['recipe']:,.0f} "
         f"| {rate['recipe'] / rate['torch']:.2f} |")  # fmt: skip
     say(f"recipe / PyTorch: {rate['recipe'] / rate['torch']:.2f}x (goal >= 2.0)")
     return 0

@@ -9,8 +9,10 @@ so that a busy machine slows them alike:
   two BiLSTM(64), Adam.
 - recipe: ``lstm-recipes``'s sentiment recipe, ``--preset imdb`` with the same embedding and
   LSTM sizes (``layers=2``): its own data pipeline (whole reviews up to ``max_length``,
-  length-bucketed, right-padded, masked), model and CPU thread settings (as ``lstm-recipes
-  run`` sets them: ``fastpath.configure_cpu_threads``), trained by ``model.fit``.
+  length-bucketed, right-padded, masked), model, precision (the preset's ``auto``: bfloat16
+  products where the CPU has bfloat16 instructions; ``--set precision=float32`` races float32)
+  and CPU thread settings (as ``lstm-recipes run`` sets them:
+  ``fastpath.configure_cpu_threads``), trained by ``model.fit``.
 - recipe, Keras's loop (``--keras-loop``): the same recipe with ``LSTM_RECIPES_FUSED=0``, so its
   LSTMs run Keras's own CPU step loop instead of ``lstm_recipes.fused``'s (what the recipe did
   before that loop existed).
@@ -126,10 +128,11 @@ def recipe_tokens(config, examples, prep) -> int:
     return int(ids.row_lengths().numpy().sum())
 
 
-def torch_worker(arrays: str, batches: int, threads: int) -> None:
+def torch_worker(arrays: str, batches: int, threads: int, bf16: bool = False) -> None:
     """Train the reference model in PyTorch on ``batches`` of the saved padded arrays and print
-    its real tokens/s. Runs in its own process: TensorFlow's idle thread pools in this one
-    would take CPU time from PyTorch's."""
+    its real tokens/s; ``bf16`` under ``torch.autocast`` in bfloat16 (its LSTM included). Runs
+    in its own process: TensorFlow's idle thread pools in this one would take CPU time from
+    PyTorch's."""
     import time
 
     import torch
@@ -166,23 +169,30 @@ def torch_worker(arrays: str, batches: int, threads: int) -> None:
         rows = order[(b * REFERENCE_BATCH) % len(x) :][:REFERENCE_BATCH]
         xb, yb = torch.from_numpy(x[rows]).long(), torch.from_numpy(y[rows])
         optimizer.zero_grad()
-        loss_fn(net(xb), yb).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(net(xb).float(), yb)
+        loss.backward()
         optimizer.step()
         tokens += int((x[rows] != 0).sum())
     seconds = time.perf_counter() - start
     print(f"torch {torch.__version__} {batches} {tokens} {seconds}", flush=True)
 
 
-def torch_slot(arrays, batches: int, threads: int) -> tuple[str, int, float]:
+def torch_slot(arrays, batches: int, threads: int, bf16: bool) -> tuple[str, int, float]:
     """(torch version, real tokens, seconds) of one PyTorch slot in a fresh process."""
     import subprocess
 
     out = subprocess.run(
         [sys.executable, __file__, "--torch-worker", str(arrays), "--torch-batches", str(batches),
-         "--threads", str(threads)],
+         "--threads", str(threads), *(["--torch-bf16"] if bf16 else [])],
         check=True, capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
     return out[1], int(out[3]), float(out[4])
+
+
+def slot_rate(slot: tuple[str, int, float]) -> float:
+    """Real tokens per second of a ``torch_slot``."""
+    return slot[1] / slot[2]
 
 
 def start_contender(kind: str, state: Path) -> SlotWorker:
@@ -195,7 +205,7 @@ def worker(kind: str, state: Path) -> None:
     """Serve epoch requests on stdin: train one epoch, evaluate, print one JSON line."""
     import keras
 
-    from lstm_recipes import fastpath, training
+    from lstm_recipes import fastpath, precision, training
     from lstm_recipes import recipe as recipe_lib
 
     meta = json.loads((state / "meta.json").read_text())
@@ -208,7 +218,10 @@ def worker(kind: str, state: Path) -> None:
     keras.utils.set_random_seed(config.seed)
     if recipe:
         examples = json.loads((state / "examples.json").read_text())
-        model = module.build_model(config, prep)
+        # In the preset's precision, as `lstm-recipes train` builds it (auto: bfloat16 where
+        # the CPU has it); the reference stays as keras-io wrote it.
+        with precision.training_policy(precision.resolve(config.precision)):
+            model = module.build_model(config, prep)
         train = module.batches(config, prep, [tuple(e) for e in examples["train"]], training=True)
         test = module.batches(config, prep, [tuple(e) for e in examples["test"]], training=False)
         callbacks = training.schedule_callbacks(config)
@@ -249,13 +262,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="PyTorch threads (0: the faster of 1 and 2, probed first)")  # fmt: skip
     parser.add_argument("--torch-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--worker", choices=["recipe", "recipe-keras-loop", "reference"], help=argparse.SUPPRESS
     )
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker:
-        torch_worker(args.torch_worker, args.torch_batches, args.threads)
+        torch_worker(args.torch_worker, args.torch_batches, args.threads, args.torch_bf16)
         return 0
     if args.worker:
         worker(args.worker, args.state)
@@ -268,6 +282,13 @@ def main(argv=None) -> int:
     say(f"data: {source}: train {len(splits.train):,}, test {len(splits.test):,}")
     shown = ("max_length", "embedding_dim", "units", "layers", "batch_size", "learning_rate")
     say("recipe config:", {k: v for k, v in dataclasses.asdict(config).items() if k in shown})
+    from lstm_recipes import precision
+
+    policy = precision.resolve(config.precision)
+    say(
+        f"recipe precision: {config.precision}"
+        + (f" ({policy} on this CPU)" if policy != config.precision else "")
+    )
 
     x_train, y_train, ref_tokens = reference_arrays(prep, splits.train)
     x_test, y_test, _ = reference_arrays(prep, splits.test)
@@ -286,13 +307,26 @@ def main(argv=None) -> int:
         arrays = state / "torch.npz"
         np.savez(arrays, x=x_train, y=y_train, units=config.units, layers=config.layers,
                  embedding=config.embedding_dim)  # fmt: skip
+    # PyTorch may race in bfloat16 (autocast) only where the recipe does; it takes whichever
+    # precision and thread count it is faster with.
+    args.torch_bf16 = policy == "mixed_bfloat16"
     if arrays and not args.threads:
         probe = 10 if args.quick else 40
-        args.threads, rates = best_torch_threads(
-            lambda n: (lambda r: r[1] / r[2])(torch_slot(arrays, probe, n))
-        )
-        say("PyTorch threads probed (" + ", ".join(f"{n}: {r:,.0f} real tokens/s" for n, r in
-            rates.items()) + f"); racing with {args.threads}")  # fmt: skip
+        best = {}
+        for bf16 in sorted({False, args.torch_bf16}):
+            threads, rates = best_torch_threads(
+                lambda n, bf16=bf16: slot_rate(torch_slot(arrays, probe, n, bf16))
+            )
+            best[bf16] = threads, rates[threads]
+            say(
+                f"PyTorch threads probed, {'bfloat16 autocast' if bf16 else 'float32'} ("
+                + ", ".join(f"{n}: {r:,.0f} real tokens/s" for n, r in rates.items())
+                + ")"
+            )
+        args.torch_bf16 = max(best, key=lambda bf16: best[bf16][1])
+        args.threads = best[args.torch_bf16][0]
+        say(f"PyTorch races with {args.threads} threads, "
+            f"{'bfloat16 autocast' if args.torch_bf16 else 'float32'}")  # fmt: skip
     names = ["reference", "recipe"] + (["recipe-keras-loop"] if args.keras_loop else [])
     contenders = {name: start_contender(name, state) for name in names}
     tokens = {name: rec_tokens if name.startswith("recipe") else ref_tokens for name in names}
@@ -307,7 +341,9 @@ def main(argv=None) -> int:
             say(f"epoch {epoch + 1} {name}: {result['seconds']:.1f} s, {rate:,.0f} real tokens/s, "
                 f"test accuracy {result['accuracy']:.4f}")  # fmt: skip
         if arrays:
-            torch_version, n, seconds = torch_slot(arrays, args.torch_batches, args.threads)
+            torch_version, n, seconds = torch_slot(
+                arrays, args.torch_batches, args.threads, args.torch_bf16
+            )
             torch_tokens, torch_seconds = torch_tokens + n, torch_seconds + seconds
             say(f"slot {epoch + 1} torch: {args.torch_batches} batches in {seconds:.1f} s, "
                 f"{n / seconds:,.0f} real tokens/s")  # fmt: skip
@@ -326,7 +362,7 @@ def main(argv=None) -> int:
     final = {r[0]: r[4] for r in rows}  # each contender's accuracy after its last epoch
     say(f"| keras-io reference (fixed {REFERENCE_LENGTH}, pre-padded, batch {REFERENCE_BATCH}) "
         f"| {ref_rate:,.0f} | {final['reference']:.4f} | 1.00 |")  # fmt: skip
-    say(f"| recipe (`--preset imdb --set layers=2{overrides}`) | {rec_rate:,.0f} "
+    say(f"| recipe (`--preset imdb --set layers=2{overrides}`, {policy}) | {rec_rate:,.0f} "
         f"| {final['recipe']:.4f} | {rec_rate / ref_rate:.2f} |")  # fmt: skip
     if args.keras_loop:
         loop_rate = rate("recipe-keras-loop")
@@ -336,7 +372,8 @@ def main(argv=None) -> int:
     if arrays:
         torch_rate = torch_tokens / torch_seconds
         say(f"| PyTorch {torch_version} (reference model and batches, "
-            f"{args.torch_batches * args.epochs} batches, {args.threads} threads) | {torch_rate:,.0f} | - "
+            f"{args.torch_batches * args.epochs} batches, {args.threads} threads, "
+            f"{'bfloat16 autocast' if args.torch_bf16 else 'float32'}) | {torch_rate:,.0f} | - "
             f"| {torch_rate / ref_rate:.2f} |")  # fmt: skip
         say(f"recipe / PyTorch: {rec_rate / torch_rate:.2f}x")
     shutil.rmtree(state, ignore_errors=True)

@@ -40,6 +40,21 @@ PRESETS = {
 }  # fmt: skip
 
 
+def missing_data(recipe: str, flags: list[str]) -> bool:
+    """Says so and returns True when a shared file the flags name is absent."""
+    missing = [f for f in flags if f.startswith(str(D)) and not Path(f).exists()]
+    if missing:
+        say(f"{recipe}: skipped, expected {missing[0]} (see ../shared/data/README.md)")
+    return bool(missing)
+
+
+def shown(flags: list[str]) -> str:
+    """The flags as a table shows them: shared paths relative to the repository."""
+    return (
+        " ".join(flags).replace(str(D), "../shared/data").replace(str(MODELS), "../shared/models")
+    )
+
+
 def shortened(recipe: str, minutes: float) -> list[str]:
     # sentiment has no time budget field; one IMDB epoch is a few minutes.
     if recipe == "sentiment":
@@ -81,14 +96,12 @@ def main(argv=None) -> int:
             flags = ["--preset", "tiny", "--set", "epochs=1"]
         else:
             flags = PRESETS[recipe] + shortened(recipe, args.minutes)
-            missing = [f for f in flags if f.startswith(str(D)) and not Path(f).exists()]
-            if missing:
-                say(f"{recipe}: skipped, expected {missing[0]} (see ../shared/data/README.md)")
+            if missing_data(recipe, flags):
                 continue
         command = ["lstm-recipes", "run", recipe, *flags, "--run-dir", str(root / recipe)]
         status, seconds, mib = peak_rss(command, root / f"{recipe}.log")
         failed += status != 0
-        rows.append((recipe, " ".join(flags), status, seconds, mib))
+        rows.append((recipe, flags, status, seconds, mib))
         say(
             f"{recipe}: peak RSS {mib:,} MiB, {seconds:.0f} s, exit {status} (log {root / recipe}.log)"
         )
@@ -96,8 +109,7 @@ def main(argv=None) -> int:
     say("| recipe | flags | peak RSS | wall time | exit |")
     say("|---|---|---|---|---|")
     for recipe, flags, status, seconds, mib in rows:
-        shown = flags.replace(str(D), "../shared/data").replace(str(MODELS), "../shared/models")
-        say(f"| {recipe} | `{shown}` | {mib:,} MiB | {seconds:.0f} s | {status} |")
+        say(f"| {recipe} | `{shown(flags)}` | {mib:,} MiB | {seconds:.0f} s | {status} |")
     return 1 if failed else 0
 
 

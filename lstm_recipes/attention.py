@@ -258,14 +258,17 @@ class AttentionDecoder(layers.Layer):
         features, states = self.step_features(tokens, states, memory, keys, memory_mask, source)
         return self.project(features), states
 
-    def step_features(self, tokens, states, memory, keys, memory_mask, source=None):
+    def step_features(
+        self, tokens, states, memory, keys, memory_mask, source=None, lstm_weights=None
+    ):
         """(attentional vectors (batch, 1, units), new states): ``step`` before the
         vocabulary projection, which a beam search skips for hypotheses that have ended.
         With ``copy`` a feature row also holds what ``project`` mixes in: the gate's logit,
-        the attention weights and the source ids (as float32: exact below 2**24)."""
+        the attention weights and the source ids (as float32: exact below 2**24).
+        ``lstm_weights``: ``lstm.step_weights(...)``, made once before a search loop."""
         # The stack's own step, not a sequence of one: a step loop per layer and token costs
         # as much as the LSTM's arithmetic at search batch sizes.
-        out, states = self.lstm.step(self.embedding(tokens), states)
+        out, states = self.lstm.step(self.embedding(tokens), states, lstm_weights)
         out = ops.expand_dims(out, 1)
         context, weights = self.attention(out, memory, memory_mask, keys=keys)
         joined = ops.concatenate([out, context], -1)
@@ -275,15 +278,34 @@ class AttentionDecoder(layers.Layer):
         parts = [features, self.copy_gate(joined), weights, tf.cast(source, tf.float32)[:, None]]
         return tf.concat([tf.cast(x, tf.float32) for x in parts], -1), states
 
-    def project(self, features):
-        """(batch, V) logits (log-probabilities with ``copy``) of ``step_features``' rows."""
+    def project(self, features, kernel=None):
+        """(batch, V) logits (log-probabilities with ``copy``) of ``step_features``' rows.
+
+        Args:
+            features: ``step_features``' first output.
+            kernel: the vocabulary layer's kernel cast to ``bfloat16`` (``bfloat16_kernel``)
+                for a bfloat16 product, or None for the layer as it is.
+        """
         if not self.copy:
-            return self.logits(features)[:, 0]
+            return self._vocabulary(features, kernel)[:, 0]
         units, width = self.units, (tf.shape(features)[-1] - self.units - 1) // 2
         attentional = tf.cast(features[..., :units], self.compute_dtype)
         gate, weights = features[..., units : units + 1], features[..., units + 1 : -width]
         source = tf.cast(features[:, 0, -width:], tf.int32)
-        return self._mix(self.logits(attentional), gate, weights, source)[:, 0]
+        return self._mix(self._vocabulary(attentional, kernel), gate, weights, source)[:, 0]
+
+    def bfloat16_kernel(self):
+        """The vocabulary layer's kernel in bfloat16, cast once before a search loop."""
+        return tf.cast(self.logits.kernel, tf.bfloat16)
+
+    def _vocabulary(self, x, kernel):
+        # (batch, 1, units) -> (batch, 1, V). The bfloat16 product rounds each logit to
+        # bfloat16 (TensorFlow's CPU kernel has no float32 output for it); the bias and all
+        # that follows stay float32.
+        if kernel is None:
+            return self.logits(x)
+        product = tf.matmul(tf.cast(x[:, 0], tf.bfloat16), kernel)
+        return (tf.cast(product, tf.float32) + tf.cast(self.logits.bias, tf.float32))[:, None]
 
     def compute_output_shape(self, input_shapes):
         return (*input_shapes[0], self.vocab_size)

@@ -114,28 +114,38 @@ class StackedLSTM(layers.Layer):
             x = self.drop(out, training=training)
         return x, all_states
 
-    def step(self, inputs, states: list) -> tuple:
+    def step(self, inputs, states: list, weights: list | None = None) -> tuple:
         """(output of the last layer, [states of each layer]) for one step of inference:
         what ``run`` gives for a sequence of one step, without a step loop per layer.
 
         Args:
             inputs: (batch, features), one step.
             states: every layer's states, as ``run`` takes them in ``initial_states``.
+            weights: ``step_weights(inputs.dtype)``, made once before a loop of steps.
         """
         if self.bidirectional:
             raise ValueError("a bidirectional stack has no step; it reads whole sequences")
         x = inputs
         all_states = []
+        weights = weights or [None] * len(self.rnns)
         for i, rnn in enumerate(self.rnns):
             given = cells.full_states(self.cell, states[i])
             if isinstance(rnn, fused.LSTM):
-                out, new = rnn.step(x, given)
+                out, new = rnn.step(x, given, weights[i])
             else:
                 out, new = rnn.cell(x, given, training=False)
                 new = list(new) if isinstance(new, (list, tuple)) else [new]
             all_states.append(new)
             x = out + x if self.adds_residual(i) else out
         return x, all_states
+
+    def step_weights(self, dtype) -> list:
+        """Each layer's ``fused.LSTM.step_weights`` (None for other layers), for ``step``.
+
+        Args:
+            dtype: the inputs' dtype.
+        """
+        return [r.step_weights(dtype) if isinstance(r, fused.LSTM) else None for r in self.rnns]
 
     def adds_residual(self, i: int) -> bool:
         """Whether layer ``i``'s input is added to its output (``inspect`` retraces the stack)."""

@@ -258,15 +258,28 @@ def train(**options):
         click.echo(f"trained; next: lstm-recipes evaluate {trained.run_dir}")
 
 
+decode_precision_option = click.option(
+    "--decode-precision",
+    type=click.Choice(["float32", "bfloat16"]),
+    default=None,
+    help="translation and image_captioning: the search's vocabulary product (default: the "
+    "run's decode_precision); bfloat16 is faster on a CPU with bfloat16 instructions, slower "
+    "on one without, and may change a few outputs.",
+)
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@decode_precision_option
 @handle_errors
-def evaluate(run_dir):
+def evaluate(run_dir, decode_precision):
     """Evaluate a trained run on its test split; writes metrics.json and plots."""
     quiet_tensorflow()
     from lstm_recipes.run import Run
 
-    Run.reopen(run_dir).evaluate()
+    run = Run.reopen(run_dir)
+    run.search_in(decode_precision)
+    run.evaluate()
 
 
 @main.command()
@@ -287,8 +300,9 @@ def evaluate(run_dir):
     help="LiteRT weights: dynamic (int8 weights) or float16; int8 is refused (its calibration "
     "crashes on LSTM loops).",
 )
+@decode_precision_option
 @handle_errors
-def export(run_dir, fmt, quantize):
+def export(run_dir, fmt, quantize, decode_precision):
     """Export a trained run as a new SavedModel version under RUN_DIR/export/ (or LiteRT)."""
     quiet_tensorflow()
     from lstm_recipes.run import Run
@@ -296,6 +310,7 @@ def export(run_dir, fmt, quantize):
     if fmt == "savedmodel" and quantize != "none":
         raise UserError("expected --quantize with --format litert, found it with savedmodel")
     run = Run.reopen(run_dir)
+    run.search_in(decode_precision)
     path = run.export() if fmt == "savedmodel" else run.export_litert(quantize)
     click.echo(f"exported {path}")
 

@@ -338,6 +338,8 @@ def search_attention_decoder(
     beam_width: int = 1,
     length_penalty: float = 0.6,
     source=None,
+    products: str = "float32",
+    loops: int = 2,
 ):
     """Greedy (``beam_width`` 1) or beam search through an ``attention.AttentionDecoder``.
 
@@ -354,27 +356,77 @@ def search_attention_decoder(
         beam_width: 1 for greedy search.
         length_penalty: GNMT length-penalty alpha of the beam search.
         source: (batch, positions) source ids, for a decoder that copies (``copy``).
+        products: ``bfloat16`` runs the vocabulary layer's product (most of a step's
+            arithmetic) in bfloat16: faster on a CPU with bfloat16 instructions, slower on
+            one without; outputs may differ from ``float32``'s where two tokens nearly tie.
+        loops: independent search loops over slices of the rows (``side_by_side``).
     """
+    if products not in ("float32", "bfloat16"):
+        raise ValueError(f"expected products float32 or bfloat16, got {products!r}")
     keys = decoder.attention.keys(memory)
+    project = decoder.project
+    if products == "bfloat16":
+        kernel = decoder.bfloat16_kernel()  # once, outside the loop
+
+        def project(features):
+            return decoder.project(features, kernel)
+
+    # Scaled once here, not at every step (the LSTM weights' copy was 6% of a greedy step).
+    lstm_weights = decoder.lstm.step_weights(decoder.compute_dtype)
 
     def step(tokens, states, constants):
-        return decoder.step_features(tokens, states, *constants)
+        return decoder.step_features(tokens, states, *constants, lstm_weights=lstm_weights)
 
-    start = tf.fill([tf.shape(memory)[0]], start_id)
     constants = (memory, keys, memory_mask)
     if decoder.copy:
         constants = (*constants, source)
-    return beam_search(
-        step,
-        states,
-        constants,
-        start,
-        end_id,
-        max_length,
-        max(beam_width, 1),
-        length_penalty,
-        project=decoder.project,
-    )
+
+    def search(states, constants):
+        start = tf.fill([tf.shape(constants[0])[0]], start_id)
+        return beam_search(
+            step, states, constants, start, end_id, max_length, max(beam_width, 1),
+            length_penalty, project=project,
+        )  # fmt: skip
+
+    return side_by_side(search, (states, constants), end_id, loops)
+
+
+def side_by_side(search, rows, end_id: int, loops: int = 2, least: int = 4):
+    """``search(*rows)`` on ``loops`` slices of the rows as independent graph loops, padded
+    with ``end_id`` and joined in row order; one loop when a slice would have fewer than
+    ``least`` rows.
+
+    A search step is a chain of small ops, each waiting on the last, so one loop keeps one
+    core busy; independent loops run at once. Rows never interact in a search, so the strings
+    are the same. Measured on 2 cores with one thread per op (as the CLI sets it), 1,000
+    spa-eng sentences in batches of 100: greedy 0.99 s against 1.37 s, beam-4 2.84 s against
+    4.48 s; with TensorFlow's default threads about the same either way (1.21 / 1.17 s,
+    2.98 / 3.07 s). A single sentence skips it: an empty loop cost it 1.6 ms of 12.
+
+    Args:
+        search: ``(*rows) -> (n, steps)`` ids, rows independent of one another.
+        rows: a tuple of nests of tensors, batch first.
+        end_id: what a finished row repeats.
+        loops: how many slices.
+        least: fewest rows a slice may have.
+    """
+    n = tf.shape(tf.nest.flatten(rows)[0])[0]
+
+    def split():
+        bounds = [n * i // loops for i in range(loops + 1)]
+        outs = [
+            search(*tf.nest.map_structure(lambda x, a=a, b=b: x[a:b], rows))
+            for a, b in zip(bounds, bounds[1:])
+        ]
+        steps = tf.reduce_max([tf.shape(o)[1] for o in outs])
+        padded = [
+            tf.pad(o, [[0, 0], [0, steps - tf.shape(o)[1]]], constant_values=end_id) for o in outs
+        ]
+        return tf.concat(padded, 0)
+
+    if loops == 1:
+        return search(*rows)
+    return tf.cond(n >= loops * least, split, lambda: search(*rows))
 
 
 def output_words(words, out, start_id: int, end_id: int):

@@ -162,6 +162,7 @@ def lstm_step(
     kernel: tf.Tensor,
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
+    scaled: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One step of ``lstm_sequence``, with its ops in its order: a search loop feeding one
     token at a time gets the very numbers a whole sequence would, without a loop of one step.
@@ -171,15 +172,27 @@ def lstm_step(
         h: output ``[batch, units]``.
         c: cell state ``[batch, units]``.
         kernel, recurrent_kernel, bias: as in ``lstm_sequence``.
+        scaled: the weights come from ``scaled_weights`` (scaled once, before a search loop,
+            not at every step: the same numbers).
 
     Returns:
         ``(h, c)`` after the step.
     """
-    units = int(recurrent_kernel.shape[0])
-    scale = _gate_scale(units, x.dtype)
-    zx = tf.matmul(x, kernel * scale) + bias * scale
-    _, h, c = _cell_step(zx, h, c, recurrent_kernel * scale)
+    if not scaled:
+        kernel, recurrent_kernel, bias = scaled_weights(kernel, recurrent_kernel, bias)
+    zx = tf.matmul(x, kernel) + bias
+    _, h, c = _cell_step(zx, h, c, recurrent_kernel)
     return h, c
+
+
+def scaled_weights(kernel, recurrent_kernel, bias) -> list[tf.Tensor]:
+    """The weights as the loop multiplies by them (the cell input's gate doubled).
+
+    Args:
+        kernel, recurrent_kernel, bias: as in ``lstm_sequence``.
+    """
+    scale = _gate_scale(int(recurrent_kernel.shape[0]), kernel.dtype)
+    return [kernel * scale, recurrent_kernel * scale, bias * scale]
 
 
 def _cell_step(zx, h, c, u_scaled):
@@ -365,21 +378,33 @@ class LSTM(compat.LSTMLoopHook):
         # use_cudnn="auto": True asks for cuDNN or Keras's error without a GPU.
         return self.use_cudnn == "auto" and not fastpath.cudnn_blockers(self) and use_fused()
 
-    def step(self, inputs, states: list) -> tuple[tf.Tensor, list]:
+    def step(self, inputs, states: list, weights: list | None = None) -> tuple[tf.Tensor, list]:
         """``(output, [h, c])`` of one inference step from ``states``, with the numbers a
         whole sequence through this layer gives (for search loops, a token at a time).
 
         Args:
             inputs: ``[batch, features]``.
             states: ``[h, c]``.
+            weights: ``step_weights(inputs.dtype)``, made once before a loop of steps; None
+                makes them at this step.
         """
         if not self.own_loop_applies():
             out, new = self.cell(inputs, list(states), training=False)
             return out, list(new)
         dtype = inputs.dtype
-        weights = self._weights(dtype)
-        h, c = lstm_step(inputs, tf.cast(states[0], dtype), tf.cast(states[1], dtype), *weights)
+        weights = self.step_weights(dtype) if weights is None else weights
+        h, c = lstm_step(
+            inputs, tf.cast(states[0], dtype), tf.cast(states[1], dtype), *weights, scaled=True
+        )
         return h, [h, c]
+
+    def step_weights(self, dtype) -> list[tf.Tensor] | None:
+        """What ``step`` multiplies by (None where Keras's cell steps instead).
+
+        Args:
+            dtype: the inputs' dtype.
+        """
+        return scaled_weights(*self._weights(dtype)) if self.own_loop_applies() else None
 
     def _weights(self, dtype) -> list[tf.Tensor]:
         return [

@@ -29,6 +29,8 @@ from pathlib import Path
 from lstm_recipes.errors import UserError
 
 Precision = typing.Literal["float32", "mixed_bfloat16", "auto"]
+# A search's vocabulary product (translation, captioning): evaluation and the export.
+DecodePrecision = typing.Literal["float32", "bfloat16"]
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

@@ -140,7 +140,9 @@ class Run:
             model = training.load_model(module, config, prep, run_dir)
         else:
             model = training.fit(module, config, prep, splits, run_dir, engine, deadline=deadline)
-            rundir.set_state(run_dir, info, "trained", sizes=sizes)
+            # The policy it trained with: config.json keeps "auto", which depends on the CPU.
+            used = precision.resolve(getattr(config, "precision", "float32"))
+            rundir.set_state(run_dir, info, "trained", sizes=sizes, precision=used)
             if engine is not None:
                 _say(f"trained weights: {training.fingerprint(model)}")
         return cls(module, config, run_dir, info, splits, prep, model)
@@ -174,6 +176,22 @@ class Run:
         """The recipe's short name."""
         return recipe_lib.recipe_name(self.module)
 
+    def search_in(self, decode_precision: str | None) -> None:
+        """Search (evaluate, export) with this vocabulary-product precision instead of the
+        run's ``decode_precision``; None keeps the run's.
+
+        Args:
+            decode_precision: ``float32``, ``bfloat16`` or None.
+        """
+        if decode_precision is None:
+            return
+        if not hasattr(self.config, "decode_precision"):
+            raise UserError(
+                "expected --decode-precision with a recipe that searches (translation, "
+                f"image_captioning); {self.name} does not"
+            )
+        self.config = dataclasses.replace(self.config, decode_precision=decode_precision)
+
     def evaluate(self) -> dict:
         """Test-split metrics, saved to ``metrics.json`` with the learning curves."""
         t0 = time.time()
@@ -181,6 +199,8 @@ class Run:
             metrics = self.module.evaluate(
                 self.config, self.model, self.prep, self.splits.test, self.run_dir
             )
+        if hasattr(self.config, "decode_precision"):
+            metrics["decode_precision"] = self.config.decode_precision
         metrics["eval_seconds"] = round(time.time() - t0, 1)
         rundir.write_json(self.run_dir / "metrics.json", metrics)
         plots.learning_curves(
@@ -220,6 +240,8 @@ class Run:
         serving = self.module.serving(self.config, self.model, self.prep)
         signatures = export_lib.signature_summary(serving.endpoints)
         metadata = {"recipe": self.name, "signatures": signatures}
+        if hasattr(self.config, "decode_precision"):
+            metadata["decode_precision"] = self.config.decode_precision
         path = export_lib.export_saved_model(serving, self.run_dir / "export", metadata)
         rundir.set_state(self.run_dir, self.info, "exported", export=str(path))
         metrics_path = self.run_dir / "metrics.json"

@@ -49,6 +49,8 @@ class AttentionSearch(tf.Module):
             holding this object also holds their variables.
         detokenize: ragged output ids (markers and padding removed) -> one string per row, for
             subword outputs; by default ids become words joined by spaces.
+        products: the vocabulary product's precision, ``float32`` or ``bfloat16`` (see
+            ``decoding.search_attention_decoder``).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class AttentionSearch(tf.Module):
         prepare: Callable | None = None,
         track: list | None = None,
         detokenize: Callable | None = None,
+        products: str = "float32",
     ):
         super().__init__()
         self.decoder = decoder
@@ -72,6 +75,7 @@ class AttentionSearch(tf.Module):
         self.words_table = tf.constant(self.vocabulary)
         self.tracked = list(track or [])
         self._detokenize = detokenize
+        self.products = products
 
     def prepare(self, raw):
         """What ``encode`` takes, from raw inputs (e.g. source ids from strings)."""
@@ -104,6 +108,7 @@ class AttentionSearch(tf.Module):
             beam_width,
             self.length_penalty,
             source=inputs if self.decoder.copy else None,
+            products=self.products,
         )
 
     def words(self, out):

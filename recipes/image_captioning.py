@@ -49,7 +49,7 @@ from lstm_recipes.data import Splits, captioned_images, reading, subword
 from lstm_recipes.data import text as text_lib
 from lstm_recipes.data.scenes import scene
 from lstm_recipes.export import Serving, binary_sample
-from lstm_recipes.precision import Precision
+from lstm_recipes.precision import DecodePrecision, Precision
 
 TOPOLOGY = "one-to-many"
 DATA_FORMS = {
@@ -113,6 +113,7 @@ class Config:
     seed: int = 42  # seeds the split, shuffling and initial weights
     strategy: distribute.Strategy = "default"  # tf.distribute: default, mirrored, multi-worker, tpu
     precision: Precision = "float32"  # mixed_bfloat16 (CPUs with bf16 instructions) or auto
+    decode_precision: DecodePrecision = "float32"  # bfloat16: faster search where the CPU has it
     encoding: str = "utf-8"  # text files' codec (any Python codec: cp1252, latin-1, utf-16, ...)
     decode_errors: reading.DecodeErrors = "strict"  # replace: undecodable bytes -> U+FFFD, counted
     skip_bad_rows: int = 0  # broken rows (or missing images) skipped and reported before refusing
@@ -308,6 +309,7 @@ def captioner(config: Config, model: keras.Model, prep: dict) -> seq2seq.Attenti
         prepare=lambda data: encoder(vision.decode_images(data, config.image_size), training=False),
         track=[encoder, pieces] if pieces else [encoder],
         detokenize=pieces.detokenize if pieces else None,
+        products=config.decode_precision,
     )
 
 

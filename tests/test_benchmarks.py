@@ -95,12 +95,17 @@ def test_serving_quick(tmp_path):
 
 @pytest.mark.slow
 def test_decoding_quick_matches_the_previous_search_string_for_string(tmp_path):
-    # The script exits 1 when a string differs from the previous search's.
-    out = bench("decoding.py", "--quick", tmp_path=tmp_path)
+    # The script exits 1 when a float32 string differs from the previous search's.
+    out = bench("decoding.py", "--quick", "--decode-precision", "both", tmp_path=tmp_path)
     for name in ("greedy", "beam"):
-        found = re.search(rf"{name}: ([\d,]+) of ([\d,]+) strings equal", out)
+        found = re.search(rf"{name} \(float32\): ([\d,]+) of ([\d,]+) strings equal", out)
         assert found and found.group(1) == found.group(2), out
-    assert re.search(r"\| export, beam \| [\d.]+ \| [\d,]+ \|", out), out
+        found = re.search(
+            rf"{name}: bfloat16 product [\d.]+x float32's speed; ([\d,]+) of 200", out
+        )
+        assert found, out
+    for precision in ("float32", "bfloat16"):
+        assert re.search(rf"\| export \({precision}\), beam \| [\d.]+ \| [\d,]+ \|", out), out
 
 
 @pytest.mark.slow

@@ -219,3 +219,25 @@ def test_search_gives_the_previous_search_tokens_for_every_width():
             # Rows ended at different steps: the set-aside rows were exercised.
             lengths = decoding.until_end(tf.constant(want), END).numpy().sum(-1)
             assert len(set(lengths.tolist())) > 1, (vocab, width, lengths)
+
+
+def test_side_by_side_loops_give_one_loops_ids_padded_with_the_end_marker():
+    calls = []
+
+    def search(lengths):
+        # Each row writes its own number of 7s, then the end marker 3; as many steps as the
+        # longest row of the slice searched.
+        calls.append(int(tf.shape(lengths)[0]))
+        steps = tf.range(tf.reduce_max(lengths))[tf.newaxis]
+        return tf.where(steps < lengths[:, tf.newaxis], 7, 3)
+
+    lengths = tf.constant([1, 5, 2, 2, 9, 1, 3, 4, 2, 6])
+    whole = search(lengths).numpy()
+    calls.clear()
+    split = decoding.side_by_side(search, (lengths,), 3, loops=2, least=4).numpy()
+    np.testing.assert_array_equal(split, whole)
+    assert calls == [5, 5]  # two slices; the second's 6 steps padded to 9
+    calls.clear()
+    few = decoding.side_by_side(search, (lengths[:7],), 3, loops=2, least=4).numpy()
+    np.testing.assert_array_equal(few, whole[:7])
+    assert calls == [7]  # under 2 x 4 rows: one loop

@@ -107,7 +107,7 @@ def test_auto_is_mixed_bfloat16_only_where_the_cpu_has_bfloat16(tmp_path, monkey
     precision.check("auto", plain)  # never refused: it falls back to float32
 
 
-def test_a_run_with_precision_auto_says_what_it_chose(tmp_path):
+def test_a_run_with_precision_auto_says_and_records_what_it_chose(tmp_path):
     run_dir = tmp_path / "run"
     result = cli_ok(
         "train", "sentiment", "--preset", "tiny", "--run-dir", str(run_dir),
@@ -116,3 +116,5 @@ def test_a_run_with_precision_auto_says_what_it_chose(tmp_path):
     chosen = "precision auto (mixed_bfloat16 on this CPU): layers compute"
     assert (chosen in result.output) == HAS_BF16, result.output
     assert json.loads((run_dir / "config.json").read_text())["precision"] == "auto"
+    used = "mixed_bfloat16" if HAS_BF16 else "float32"
+    assert json.loads((run_dir / "run.json").read_text())["precision"] == used

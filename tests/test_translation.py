@@ -4,6 +4,7 @@ export round trip."""
 import dataclasses
 import gzip
 import json
+import shutil
 import zipfile
 
 import numpy as np
@@ -287,6 +288,34 @@ def test_a_decoder_that_never_copies_searches_as_one_without_copying():
         np.testing.assert_array_equal(*outs)
 
 
+@pytest.mark.parametrize("copy", [False, True])
+def test_a_bfloat16_vocabulary_product_is_near_float32_and_searches(copy):
+    decoder, source, memory, h, c, target, _ = _copying_decoder()
+    if not copy:
+        decoder = attention.AttentionDecoder(20, 8, 12, attention="general")
+        decoder([target, memory, source != 0, h, c])
+    extra = (source,) if copy else ()
+    features, _ = decoder.step_features(target[:, 0], [[h, c]], memory,
+                                        decoder.attention.keys(memory), source != 0, *extra)  # fmt: skip
+    exact = decoder.project(features).numpy()
+    low = decoder.project(features, decoder.bfloat16_kernel()).numpy()
+    # Inputs and weights rounded to 8 significant bits, each product's sum in bfloat16 too.
+    scale = np.abs(exact).max()
+    np.testing.assert_allclose(low, exact, atol=0.05 * scale)
+    assert not np.array_equal(low, exact)  # the bfloat16 product ran
+    for beam in (1, 3):
+        out = decoding.search_attention_decoder(
+            decoder, decoder.start_states(h, c), memory, source != 0, 2, 3, 6, beam,
+            source=source if copy else None, products="bfloat16",
+        ).numpy()  # fmt: skip
+        assert out.shape[0] == 3 and out.dtype == np.int32 and out.min() >= 0
+    with pytest.raises(ValueError, match="expected products float32 or bfloat16, got 'half'"):
+        decoding.search_attention_decoder(
+            decoder, decoder.start_states(h, c), memory, source != 0, 2, 3, 6, 1,
+            source=source if copy else None, products="half",
+        )  # fmt: skip
+
+
 def test_copy_without_a_shared_vocabulary_is_refused():
     config = dataclasses.replace(TINY, copy=True)
     with pytest.raises(UserError, match="expected shared_vocabulary=true with copy=true"):
@@ -344,6 +373,33 @@ def test_tiny_run_learns_and_writes_its_outputs(number_run):
     rows = (number_run / "translations.tsv").read_text(encoding="utf-8").splitlines()
     assert rows[0] == "source\treference\tgreedy\tbeam" and len(rows) == metrics["pairs"] + 1
     assert (number_run / "plots" / "attention_0.png").stat().st_size > 1000
+
+
+def test_evaluate_and_export_with_a_bfloat16_search(number_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(number_run, run_dir, ignore=shutil.ignore_patterns("export"))
+    before = json.loads((run_dir / "metrics.json").read_text())
+    cli_ok("evaluate", str(run_dir), "--decode-precision", "bfloat16")
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert before["decode_precision"] == "float32" and after["decode_precision"] == "bfloat16"
+    # Logits rounded to bfloat16 change a near tie here and there, not what the model learned.
+    assert abs(after["bleu_beam"] - before["bleu_beam"]) < 5, (before, after)
+    cli_ok("export", str(run_dir), "--decode-precision", "bfloat16")  # verified when exported
+    facts = json.loads(
+        (run_dir / "export" / "1" / "assets.extra" / "lstm_recipes.json").read_text()
+    )
+    assert facts["decode_precision"] == "bfloat16"
+    assert json.loads((run_dir / "config.json").read_text())["decode_precision"] == "float32"
+
+
+def test_decode_precision_is_refused_for_a_recipe_that_does_not_search(tmp_path):
+    run_dir = tmp_path / "run"
+    cli_ok("train", "sentiment", "--preset", "tiny", "--run-dir", str(run_dir), "--set", "epochs=1")
+    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--decode-precision", "bfloat16"])
+    assert result.exit_code == 2, result.output
+    assert "expected --decode-precision with a recipe that searches" in result.output
+    assert "sentiment does not" in result.output and "Traceback" not in result.output
+    assert not (run_dir / "metrics.json").exists()
 
 
 class _TranslatorBeforeTheSharedSearch:
