@@ -162,7 +162,6 @@ def lstm_step(
     kernel: tf.Tensor,
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
-    scaled: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One step of ``lstm_sequence``, with its ops in its order: a search loop feeding one
     token at a time gets the very numbers a whole sequence would, without a loop of one step.
@@ -171,15 +170,12 @@ def lstm_step(
         x: inputs ``[batch, features]``.
         h: output ``[batch, units]``.
         c: cell state ``[batch, units]``.
-        kernel, recurrent_kernel, bias: as in ``lstm_sequence``.
-        scaled: the weights come from ``scaled_weights`` (scaled once, before a search loop,
-            not at every step: the same numbers).
+        kernel, recurrent_kernel, bias: as ``scaled_weights`` gives them (scaled once, before
+            a search loop, not at every step: the same numbers).
 
     Returns:
         ``(h, c)`` after the step.
     """
-    if not scaled:
-        kernel, recurrent_kernel, bias = scaled_weights(kernel, recurrent_kernel, bias)
     zx = tf.matmul(x, kernel) + bias
     _, h, c = _cell_step(zx, h, c, recurrent_kernel)
     return h, c
@@ -393,9 +389,7 @@ class LSTM(compat.LSTMLoopHook):
             return out, list(new)
         dtype = inputs.dtype
         weights = self.step_weights(dtype) if weights is None else weights
-        h, c = lstm_step(
-            inputs, tf.cast(states[0], dtype), tf.cast(states[1], dtype), *weights, scaled=True
-        )
+        h, c = lstm_step(inputs, tf.cast(states[0], dtype), tf.cast(states[1], dtype), *weights)
         return h, [h, c]
 
     def step_weights(self, dtype) -> list[tf.Tensor] | None:
