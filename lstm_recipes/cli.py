@@ -277,8 +277,7 @@ def evaluate(run_dir, decode_precision):
     quiet_tensorflow()
     from lstm_recipes.run import Run
 
-    run = Run.reopen(run_dir)
-    run.search_in(decode_precision)
+    run = Run.reopen(run_dir, decode_precision=decode_precision)
     run.evaluate()
 
 
@@ -309,8 +308,7 @@ def export(run_dir, fmt, quantize, decode_precision):
 
     if fmt == "savedmodel" and quantize != "none":
         raise UserError("expected --quantize with --format litert, found it with savedmodel")
-    run = Run.reopen(run_dir)
-    run.search_in(decode_precision)
+    run = Run.reopen(run_dir, decode_precision=decode_precision)
     path = run.export() if fmt == "savedmodel" else run.export_litert(quantize)
     click.echo(f"exported {path}")
 

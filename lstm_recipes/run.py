@@ -148,18 +148,30 @@ class Run:
         return cls(module, config, run_dir, info, splits, prep, model)
 
     @classmethod
-    def reopen(cls, run_dir: Path, data: str | None = None) -> Run:
+    def reopen(
+        cls, run_dir: Path, data: str | None = None, decode_precision: str | None = None
+    ) -> Run:
         """A trained run directory with its data, preprocessing and best weights.
 
         Args:
             run_dir: the run directory.
             data: other data to load instead of the run's own (its test split is then the
                 data's test split, or a carved one).
+            decode_precision: search (evaluate, export) with this vocabulary-product
+                precision, ``float32`` or ``bfloat16``, instead of the run's; None keeps it.
         """
         run_dir = Path(run_dir)
         if not (run_dir / "run.json").exists():
             raise UserError(f"expected run.json in {run_dir}; is it a run directory?")
         module, config, info = rundir.load_run(run_dir)
+        if decode_precision is not None:
+            # Before the data and the model load: a refusal should not take their time.
+            if not hasattr(config, "decode_precision"):
+                raise UserError(
+                    "expected --decode-precision with a recipe that searches (translation, "
+                    f"image_captioning); {recipe_lib.recipe_name(module)} does not"
+                )
+            config = dataclasses.replace(config, decode_precision=decode_precision)
         if data is None:
             splits, _ = _load(
                 module, config, info["data"], info.get("test_data"), info.get("validation_data")
@@ -175,22 +187,6 @@ class Run:
     def name(self) -> str:
         """The recipe's short name."""
         return recipe_lib.recipe_name(self.module)
-
-    def search_in(self, decode_precision: str | None) -> None:
-        """Search (evaluate, export) with this vocabulary-product precision instead of the
-        run's ``decode_precision``; None keeps the run's.
-
-        Args:
-            decode_precision: ``float32``, ``bfloat16`` or None.
-        """
-        if decode_precision is None:
-            return
-        if not hasattr(self.config, "decode_precision"):
-            raise UserError(
-                "expected --decode-precision with a recipe that searches (translation, "
-                f"image_captioning); {self.name} does not"
-            )
-        self.config = dataclasses.replace(self.config, decode_precision=decode_precision)
 
     def evaluate(self) -> dict:
         """Test-split metrics, saved to ``metrics.json`` with the learning curves."""

@@ -395,6 +395,9 @@ def test_evaluate_and_export_with_a_bfloat16_search(number_run, tmp_path):
 def test_decode_precision_is_refused_for_a_recipe_that_does_not_search(tmp_path):
     run_dir = tmp_path / "run"
     cli_ok("train", "sentiment", "--preset", "tiny", "--run-dir", str(run_dir), "--set", "epochs=1")
+    # Refused before the run's data and model load: without its preprocessing file a later
+    # refusal would fail on that file instead.
+    (run_dir / "preprocessing.json").rename(tmp_path / "preprocessing.json")
     result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--decode-precision", "bfloat16"])
     assert result.exit_code == 2, result.output
     assert "expected --decode-precision with a recipe that searches" in result.output
