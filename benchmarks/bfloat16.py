@@ -15,6 +15,7 @@ runs are refused, and this script says so and stops.
     python benchmarks/bfloat16.py                   # all five, one epoch or 3 minutes each
     python benchmarks/bfloat16.py sentiment --minutes 0 --epochs 0     # the whole preset
     python benchmarks/bfloat16.py char_lm --minutes 10 --epochs 0
+    python benchmarks/bfloat16.py tagging --preset ud-upos --minutes 0 --epochs 0
     python benchmarks/bfloat16.py --quick           # the tiny preset of each, builtin data
 """
 
@@ -31,13 +32,19 @@ import time
 from pathlib import Path
 
 from common import machine, say
-from peak_memory import PRESETS, missing_data, parse_recipes, shown
+from peak_memory import PRESETS, D, missing_data, parse_recipes, shown
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The line a run prints at the end of each epoch (lstm_recipes.training.Progress).
 EPOCH = re.compile(
     r"^epoch \d+: ([\d,]+) steps \(([\d,]+) examples/s after the first step\)$", re.M
 )
+# Real-data presets besides the documented one each recipe runs here (PRESETS), for --preset.
+OTHER_PRESETS = {
+    ("tagging", "ud-upos"): ["--preset", "ud-upos",
+                             "--data", f"{D}/labeling/ud-english-ewt/en_ewt-ud-train.conllu.gz",
+                             "--test-data", f"{D}/labeling/ud-english-ewt/en_ewt-ud-test.conllu.gz"],
+}  # fmt: skip
 LAYERS = re.compile(r"^precision mixed_bfloat16: layers compute (.*)$", re.M)
 
 
@@ -82,10 +89,12 @@ def one_run(recipe: str, flags: list[str], precision: str, run_dir: Path, env: d
     }
 
 
-def flags_for(recipe: str, minutes: float, epochs: int, quick: bool) -> list[str]:
+def flags_for(
+    recipe: str, minutes: float, epochs: int, quick: bool, preset: str | None = None
+) -> list[str]:
     if quick:
         return ["--preset", "tiny", "--set", "epochs=1"]
-    flags = list(PRESETS[recipe])
+    flags = list(OTHER_PRESETS[recipe, preset] if preset else PRESETS[recipe])
     if epochs:
         flags += ["--set", f"epochs={epochs}"]
     if minutes and recipe != "sentiment":
@@ -99,7 +108,16 @@ def main(argv=None) -> int:
         "--minutes", type=float, default=3.0, help="training time per run (0: the preset's)"
     )
     parser.add_argument("--epochs", type=int, default=1, help="most epochs (0: the preset's)")
+    others = ", ".join(f"{r} {p}" for r, p in OTHER_PRESETS)
+    parser.add_argument("--preset", help=f"another real-data preset of one recipe: {others}")
     args = parse_recipes(parser, argv)
+    if args.preset and (
+        len(args.recipes) != 1 or (args.recipes[0], args.preset) not in OTHER_PRESETS
+    ):
+        sys.exit(
+            f"expected --preset with one recipe among: {others}; found "
+            f"{' '.join(args.recipes)} --preset {args.preset}"
+        )
     from lstm_recipes import precision as precision_lib
 
     flags_found = precision_lib.cpu_bf16_flags()
@@ -115,7 +133,7 @@ def main(argv=None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0
     for recipe in args.recipes:
-        flags = flags_for(recipe, args.minutes, args.epochs, args.quick)
+        flags = flags_for(recipe, args.minutes, args.epochs, args.quick, args.preset)
         if missing_data(recipe, flags):
             continue
         found = {}

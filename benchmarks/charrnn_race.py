@@ -28,7 +28,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import SHARED_DATA, SlotWorker, batch_span, best_torch_threads, machine, need, say
+from common import (
+    SHARED_DATA,
+    SlotWorker,
+    batch_span,
+    fastest_torch,
+    machine,
+    need,
+    recipe_policy,
+    say,
+    torch_precision,
+)
 
 TEXT = SHARED_DATA / "charlm" / "tinyshakespeare" / "input.txt"
 
@@ -142,7 +152,6 @@ def main(argv=None) -> int:
         torch_worker(args.state, args.threads, onednn=args.worker == "torch", bf16=args.bf16)
         return 0
 
-    from lstm_recipes import precision
     from lstm_recipes import recipe as recipe_lib
 
     say("machine:", machine())
@@ -169,9 +178,7 @@ def main(argv=None) -> int:
         f"{config.embedding_dim}, {config.layers} x LSTM {config.units}, batches of "
         f"{config.batch_size} x {config.seq_length} characters")  # fmt: skip
 
-    policy = precision.resolve(config.precision)
-    say(f"recipe precision: {config.precision}"
-        + (f" ({policy} on this CPU)" if policy != config.precision else ""))  # fmt: skip
+    policy = recipe_policy(config.precision)
 
     def torch_contender(threads: int, kind: str = "torch", bf16: bool = False) -> SlotWorker:
         args_ = ["--worker", kind, "--state", str(state), "--threads", str(threads)]
@@ -184,22 +191,10 @@ def main(argv=None) -> int:
         worker.close()
         return result["chars"] / result["seconds"]
 
-    # PyTorch may race in bfloat16 (autocast) only where the recipe does; it takes whichever
-    # precision and thread count it is faster with.
     threads, bf16 = args.threads, policy == "mixed_bfloat16"
     if not threads:
-        best = {}
-        for candidate in sorted({False, bf16}):
-            found, rates = best_torch_threads(lambda n, c=candidate: probe(n, c))
-            best[candidate] = found, rates[found]
-            say(
-                f"PyTorch threads probed, {'bfloat16 autocast' if candidate else 'float32'} ("
-                + ", ".join(f"{n}: {r:,.0f} chars/s" for n, r in rates.items())
-                + ")"
-            )
-        bf16 = max(best, key=lambda c: best[c][1])
-        threads = best[bf16][0]
-    torch_shown = "bfloat16 autocast" if bf16 else "float32"
+        threads, bf16 = fastest_torch(probe, bf16, "chars/s")
+    torch_shown = torch_precision(bf16)
     say(f"PyTorch races with {threads} threads, {torch_shown}")
     contenders = {
         "recipe": SlotWorker(__file__, ["--worker", "recipe", "--state", str(state)]),

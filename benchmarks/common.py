@@ -102,6 +102,38 @@ def best_torch_threads(measure, choices=(1, 2)) -> tuple[int, dict]:
     return max(rates, key=rates.get), rates
 
 
+def recipe_policy(asked: str) -> str:
+    """The policy a recipe trains with for its config's ``precision`` (``auto`` resolved on
+    this CPU), said in one line."""
+    from lstm_recipes import precision
+
+    policy = precision.resolve(asked)
+    say(f"recipe precision: {asked}" + (f" ({policy} on this CPU)" if policy != asked else ""))
+    return policy
+
+
+def fastest_torch(measure, bf16_allowed: bool, unit: str) -> tuple[int, bool]:
+    """(threads, bfloat16) PyTorch races with: ``measure(threads, bf16)`` returns a rate in
+    ``unit``. bfloat16 (autocast) is tried only where the recipe trains in it; PyTorch takes
+    whichever precision and thread count it is faster with, each probed and said."""
+    best = {}
+    for bf16 in sorted({False, bf16_allowed}):
+        threads, rates = best_torch_threads(lambda n, bf16=bf16: measure(n, bf16))
+        best[bf16] = threads, rates[threads]
+        say(
+            f"PyTorch threads probed, {torch_precision(bf16)} ("
+            + ", ".join(f"{n}: {r:,.0f} {unit}" for n, r in rates.items())
+            + ")"
+        )
+    bf16 = max(best, key=lambda b: best[b][1])
+    return best[bf16][0], bf16
+
+
+def torch_precision(bf16: bool) -> str:
+    """How a table names PyTorch's precision."""
+    return "bfloat16 autocast" if bf16 else "float32"
+
+
 def batch_span():
     """A Keras callback timing a ``fit`` call from its first batch's start to its last batch's
     end (``seconds``, of the last ``fit``), and the time since that last batch (``after()``).

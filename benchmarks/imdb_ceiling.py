@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     reference_tokens = sum(int((x != 0).sum()) for x, _ in reference_batches)
 
     vocabulary = len(prep["vocabulary"]) + 2
-    reference = reference_model(vocabulary, config)
+    reference = reference_model(vocabulary)
     recipe = module.build_model(config, prep)
     contenders = {
         "keras-io reference (Keras LSTM, pre-padded 200, batch 32)": (

@@ -8,7 +8,8 @@ so that a busy machine slows them alike:
   and pre-padded to 200 (``pad_sequences``), no mask, no bucketing, batch 32, Embedding 128,
   two BiLSTM(64), Adam.
 - recipe: ``lstm-recipes``'s sentiment recipe, ``--preset imdb`` with the same embedding and
-  LSTM sizes (``layers=2``): its own data pipeline (whole reviews up to ``max_length``,
+  LSTM sizes (``layers=2``; ``--set layers=1`` races the preset's own one-layer model, the
+  reference unchanged): its own data pipeline (whole reviews up to ``max_length``,
   length-bucketed, right-padded, masked), model, precision (the preset's ``auto``: bfloat16
   products where the CPU has bfloat16 instructions; ``--set precision=float32`` races float32)
   and CPU thread settings (as ``lstm-recipes run`` sets them:
@@ -26,6 +27,7 @@ of epochs (not timed).
 
     python benchmarks/imdb_throughput.py --epochs 2 --torch     # about 25 minutes, 2 cores
     python benchmarks/imdb_throughput.py --quick                # smoke run, under a minute
+    python benchmarks/imdb_throughput.py --set layers=1         # the preset's own model
 """
 
 from __future__ import annotations
@@ -44,14 +46,19 @@ from common import (
     SHARED_DATA,
     SlotWorker,
     batch_span,
-    best_torch_threads,
+    fastest_torch,
     machine,
     need,
+    recipe_policy,
     say,
+    torch_precision,
 )
 
 REFERENCE_LENGTH = 200
 REFERENCE_BATCH = 32
+# keras-io's model, whatever --set changes in the recipe's (so --set layers=1 races the
+# imdb preset's own one-layer model against the example as written).
+REFERENCE_EMBEDDING, REFERENCE_UNITS, REFERENCE_LAYERS = 128, 64, 2
 
 
 def load(args):
@@ -105,15 +112,15 @@ def reference_arrays(prep, examples):
     return x.astype(np.int32), y, int((x != 0).sum())
 
 
-def reference_model(vocab_size: int, config):
+def reference_model(vocab_size: int):
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=(None,), dtype="int32")
-    x = layers.Embedding(vocab_size, config.embedding_dim)(inputs)
-    for i in range(config.layers):
-        last = i == config.layers - 1
-        x = layers.Bidirectional(layers.LSTM(config.units, return_sequences=not last))(x)
+    x = layers.Embedding(vocab_size, REFERENCE_EMBEDDING)(inputs)
+    for i in range(REFERENCE_LAYERS):
+        last = i == REFERENCE_LAYERS - 1
+        x = layers.Bidirectional(layers.LSTM(REFERENCE_UNITS, return_sequences=not last))(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
     model = keras.Model(inputs, outputs)
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
@@ -227,7 +234,7 @@ def worker(kind: str, state: Path) -> None:
         callbacks = training.schedule_callbacks(config)
     else:
         arrays = np.load(state / "reference.npz")
-        model = reference_model(len(prep["vocabulary"]) + 2, config)
+        model = reference_model(len(prep["vocabulary"]) + 2)
     # An epoch is timed from its first batch to its last, for both contenders alike.
     span = batch_span()
     for line in sys.stdin:
@@ -282,13 +289,7 @@ def main(argv=None) -> int:
     say(f"data: {source}: train {len(splits.train):,}, test {len(splits.test):,}")
     shown = ("max_length", "embedding_dim", "units", "layers", "batch_size", "learning_rate")
     say("recipe config:", {k: v for k, v in dataclasses.asdict(config).items() if k in shown})
-    from lstm_recipes import precision
-
-    policy = precision.resolve(config.precision)
-    say(
-        f"recipe precision: {config.precision}"
-        + (f" ({policy} on this CPU)" if policy != config.precision else "")
-    )
+    policy = recipe_policy(config.precision)
 
     x_train, y_train, ref_tokens = reference_arrays(prep, splits.train)
     x_test, y_test, _ = reference_arrays(prep, splits.test)
@@ -305,28 +306,17 @@ def main(argv=None) -> int:
     arrays = None
     if args.torch:
         arrays = state / "torch.npz"
-        np.savez(arrays, x=x_train, y=y_train, units=config.units, layers=config.layers,
-                 embedding=config.embedding_dim)  # fmt: skip
-    # PyTorch may race in bfloat16 (autocast) only where the recipe does; it takes whichever
-    # precision and thread count it is faster with.
+        np.savez(arrays, x=x_train, y=y_train, units=REFERENCE_UNITS, layers=REFERENCE_LAYERS,
+                 embedding=REFERENCE_EMBEDDING)  # fmt: skip
     args.torch_bf16 = policy == "mixed_bfloat16"
     if arrays and not args.threads:
         probe = 10 if args.quick else 40
-        best = {}
-        for bf16 in sorted({False, args.torch_bf16}):
-            threads, rates = best_torch_threads(
-                lambda n, bf16=bf16: slot_rate(torch_slot(arrays, probe, n, bf16))
-            )
-            best[bf16] = threads, rates[threads]
-            say(
-                f"PyTorch threads probed, {'bfloat16 autocast' if bf16 else 'float32'} ("
-                + ", ".join(f"{n}: {r:,.0f} real tokens/s" for n, r in rates.items())
-                + ")"
-            )
-        args.torch_bf16 = max(best, key=lambda bf16: best[bf16][1])
-        args.threads = best[args.torch_bf16][0]
-        say(f"PyTorch races with {args.threads} threads, "
-            f"{'bfloat16 autocast' if args.torch_bf16 else 'float32'}")  # fmt: skip
+        args.threads, args.torch_bf16 = fastest_torch(
+            lambda n, bf16: slot_rate(torch_slot(arrays, probe, n, bf16)),
+            args.torch_bf16,
+            "real tokens/s",
+        )
+        say(f"PyTorch races with {args.threads} threads, {torch_precision(args.torch_bf16)}")
     names = ["reference", "recipe"] + (["recipe-keras-loop"] if args.keras_loop else [])
     contenders = {name: start_contender(name, state) for name in names}
     tokens = {name: rec_tokens if name.startswith("recipe") else ref_tokens for name in names}
@@ -355,14 +345,16 @@ def main(argv=None) -> int:
         return sum(r[3] * r[2] for r in mine) / sum(r[2] for r in mine)
 
     ref_rate, rec_rate = rate("reference"), rate("recipe")
-    overrides = "".join(" --set " + s for s in args.set)
+    # The overrides in effect (a later --set of the same key wins over layers=2).
+    effective = {o.split("=", 1)[0]: o for o in ["layers=2", *args.set]}
+    overrides = "".join(" --set " + o for o in effective.values())
     say("")
     say(f"| contender | real tokens/s | test accuracy after {args.epochs} epochs | ratio |")
     say("|---|---|---|---|")
     final = {r[0]: r[4] for r in rows}  # each contender's accuracy after its last epoch
     say(f"| keras-io reference (fixed {REFERENCE_LENGTH}, pre-padded, batch {REFERENCE_BATCH}) "
         f"| {ref_rate:,.0f} | {final['reference']:.4f} | 1.00 |")  # fmt: skip
-    say(f"| recipe (`--preset imdb --set layers=2{overrides}`, {policy}) | {rec_rate:,.0f} "
+    say(f"| recipe (`--preset imdb{overrides}`, {policy}) | {rec_rate:,.0f} "
         f"| {final['recipe']:.4f} | {rec_rate / ref_rate:.2f} |")  # fmt: skip
     if args.keras_loop:
         loop_rate = rate("recipe-keras-loop")
@@ -373,7 +365,7 @@ def main(argv=None) -> int:
         torch_rate = torch_tokens / torch_seconds
         say(f"| PyTorch {torch_version} (reference model and batches, "
             f"{args.torch_batches * args.epochs} batches, {args.threads} threads, "
-            f"{'bfloat16 autocast' if args.torch_bf16 else 'float32'}) | {torch_rate:,.0f} | - "
+            f"{torch_precision(args.torch_bf16)}) | {torch_rate:,.0f} | - "
             f"| {torch_rate / ref_rate:.2f} |")  # fmt: skip
         say(f"recipe / PyTorch: {rec_rate / torch_rate:.2f}x")
     shutil.rmtree(state, ignore_errors=True)
