@@ -109,13 +109,12 @@ class Progress(keras.callbacks.Callback):
 def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """``dataset`` with tf.data's autotuning off: the same batches in the same order.
 
-    With it on, letting an iterator go waits for the autotuning thread of its pipeline, and
-    Keras lets one go at every epoch's start and every validation's (it makes the next epoch's
-    iterator ahead of time and drops it): a bucketed pipeline grows the autotuning model by one
-    node per batch, so the wait grew with the data. Measured on the sentiment recipe's ``imdb``
-    model, 6,000 reviews, 4 epochs (``benchmarks/RESULTS.md``, "Epochs without stalls"):
-    waits of 5-20 s at random epochs, fit 79.6-94.8 s; with autotuning off no wait, fit
-    65.6 s, and the steps as fast (12.7-13.8 s per epoch either way).
+    With it on, letting an iterator go waited for a thread of its pipeline (caught in
+    ``RootDataset::Iterator``'s destructor), and Keras lets one go at every epoch's start and
+    every validation's (it makes the next epoch's iterator ahead of time and drops it). On the
+    sentiment recipe's ``imdb`` model, 4 epochs (``benchmarks/RESULTS.md``, "Epochs without
+    stalls"): waits of 5-20 s at random epochs with 6,000 reviews (fit 93-95 s), about 30 s
+    with 22,500; with autotuning off no wait (fit 65.6 s) and the steps as fast.
 
     Args:
         dataset: a dataset of batches.
