@@ -108,7 +108,7 @@ def recipe_policy(asked: str) -> str:
     from lstm_recipes import precision
 
     policy = precision.resolve(asked)
-    say(f"recipe precision: {asked}" + (f" ({policy} on this CPU)" if policy != asked else ""))
+    say(f"recipe precision: {precision.shown(asked, policy)}")
     return policy
 
 
@@ -140,8 +140,9 @@ def batch_span():
 
     Returning from ``fit`` can wait seconds for tf.data to let the epoch's autotuned iterator
     go (measured on char_lm's shape: up to 14 s, in about half of the calls; never with
-    autotuning off). A training pays that once per ``fit``; a slot that calls ``fit`` would pay
-    it per slot, which PyTorch's loop does not.
+    autotuning off). The recipes' own training turns autotuning off
+    (``training.without_autotune``: Keras paid that wait at random epochs too); a pipeline
+    built here may not, and PyTorch's loop pays nothing like it, so slots are timed by batches.
     """
     import keras
 

@@ -229,8 +229,13 @@ def worker(kind: str, state: Path) -> None:
         # the CPU has it); the reference stays as keras-io wrote it.
         with precision.training_policy(precision.resolve(config.precision)):
             model = module.build_model(config, prep)
-        train = module.batches(config, prep, [tuple(e) for e in examples["train"]], training=True)
-        test = module.batches(config, prep, [tuple(e) for e in examples["test"]], training=False)
+        # As `lstm-recipes train` reads them (tf.data autotuning off).
+        train = training.without_autotune(
+            module.batches(config, prep, [tuple(e) for e in examples["train"]], training=True)
+        )
+        test = training.without_autotune(
+            module.batches(config, prep, [tuple(e) for e in examples["test"]], training=False)
+        )
         callbacks = training.schedule_callbacks(config)
     else:
         arrays = np.load(state / "reference.npz")

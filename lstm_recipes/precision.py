@@ -64,6 +64,16 @@ def resolve(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return "mixed_bfloat16" if cpu_bf16_flags(cpuinfo) else "float32"
 
 
+def shown(asked: str, policy: str) -> str:
+    """How a run names its precision: the config's value, and what ``auto`` chose.
+
+    Args:
+        asked: the config's ``precision``.
+        policy: what ``resolve`` made of it.
+    """
+    return asked if asked == policy else f"{asked} ({policy} on this CPU)"
+
+
 def check(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
     """Refuse ``mixed_bfloat16`` where it would run emulated, in one line.
 

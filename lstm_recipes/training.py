@@ -193,8 +193,9 @@ def fit(
     with scope, precision.training_policy(policy):
         model = module.build_model(config, prep)
     if policy != "float32":
-        shown = asked if asked == policy else f"{asked} ({policy} on this CPU)"
-        print(f"precision {shown}: layers compute {precision.describe(model)}")
+        print(
+            f"precision {precision.shown(asked, policy)}: layers compute {precision.describe(model)}"
+        )
     fastpath.check_model(model)
     train = without_autotune(module.batches(config, prep, splits.train, training=True))
     validation = without_autotune(module.batches(config, prep, splits.validation, training=False))
